@@ -1,0 +1,52 @@
+"""Command-line entry points; ``tools/*.py`` are thin wrappers over these ``main`` functions."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, config_from_dict, load_config
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="train.py", description="Train an SSAT / scratch / MAE model from a YAML config.")
+    parser.add_argument("--config", help="configs/<name>.yaml (not needed with --resume)")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides, e.g. train.epochs=5 ssat.mask_ratio=0.95 decoder=null")
+    parser.add_argument("--out", help="run directory (default runs/<config-name>/<timestamp>)")
+    parser.add_argument("--resume", help="checkpoint (or run directory holding last.pt) to continue from")
+    parser.add_argument("--max-steps", type=int, help="stop after this many updates (checkpointed; resumable)")
+    args = parser.parse_args(argv)
+
+    from .engine import TrainingDiverged, fit, load_checkpoint
+    try:
+        resume = None
+        if args.resume:
+            resume = Path(args.resume)
+            if resume.is_dir():
+                resume = resume / "last.pt"
+            ckpt_cfg = load_checkpoint(resume)["config"]
+        if args.config:
+            cfg = load_config(args.config, args.opts)
+        elif resume is not None:
+            cfg = config_from_dict(ckpt_cfg, source=str(resume), overrides=args.opts)
+        else:
+            parser.error("--config is required (or --resume a run)")
+        if args.out:
+            out = Path(args.out)
+        elif resume is not None:
+            out = resume.parent
+        else:
+            out = Path("runs") / Path(args.config).stem / time.strftime("%Y%m%d-%H%M%S")
+        summary = fit(cfg, out, resume=resume, max_steps=args.max_steps)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    print(json.dumps(summary))
+    return 0

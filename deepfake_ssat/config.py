@@ -1,0 +1,236 @@
+"""YAML configs with ``_base_`` inheritance and ``key=value`` overrides, parsed into dataclasses.
+
+Every error is one line naming the key and the file (or ``--opts``) it came from::
+
+    configs/x.yaml: train.epoch: unknown key (did you mean 'epochs'?)
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+REQUIRED: Any = "???"  # sentinel default: the key must be given
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased as one line naming the file and key."""
+
+
+@dataclass
+class ModelConfig:
+    """Encoder factory and its typed arguments; unset (null) fields keep the factory default."""
+    name: str = REQUIRED
+    img_size: Optional[int] = None
+    patch_size: Optional[int] = None
+    in_chans: Optional[int] = None
+    num_frames: Optional[int] = None
+    tubelet_size: Optional[int] = None
+    num_classes: Optional[int] = None  # null: taken from the dataset
+    drop_path_rate: Optional[float] = None
+
+
+@dataclass
+class DecoderConfig:
+    """MAE decoder (paper: depth 2, width 128, 16 heads)."""
+    embed_dim: int = 128
+    depth: int = 2
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+
+
+@dataclass
+class SSATConfig:
+    """Joint loss ``lam * CE + (1 - lam) * MSE_masked``; lam 1 = scratch, lam 0 = MAE pre-training."""
+    lam: float = 0.1
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = True
+    label_smoothing: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    name: str = REQUIRED
+    root: Optional[str] = None
+    batch_size: int = 64
+    num_workers: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    augment: bool = True
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    blr: float = 1.0e-3  # lr = blr * batch_size * accum_steps * world_size / 256
+    min_lr: float = 1.0e-6
+    warmup_epochs: float = 5.0
+    weight_decay: float = 0.05
+    clip_grad: Optional[float] = None
+    accum_steps: int = 1
+    amp: str = "bf16"  # bf16 | fp16 | none; autocast is used on CUDA only
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    save_every_steps: int = 0  # 0: checkpoint at epoch ends only
+    log_every_steps: int = 10
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    decoder: Optional[DecoderConfig] = field(default_factory=DecoderConfig)
+    ssat: SSATConfig = field(default_factory=SSATConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML loading: tree + origin of every leaf key
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid YAML ({getattr(e, 'problem', e)})") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(tree).__name__}")
+    return tree
+
+
+def _merge(dst: dict, src: dict, origins: dict[str, str], source: str, prefix: str = "") -> None:
+    """Deep-merge ``src`` into ``dst``; record ``source`` as the origin of every key it sets."""
+    for key, value in src.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _merge(dst[key], value, origins, source, dotted + ".")
+        else:
+            dst[key] = value
+        origins[dotted] = source
+
+
+def _load_tree(path: Path, origins: dict[str, str], seen: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: _base_ cycle through {' -> '.join(str(p) for p in seen)}")
+    tree = _read_yaml(path)
+    bases = tree.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    merged: dict = {}
+    for base in bases:
+        _merge(merged, _load_tree(path.parent / base, origins, seen + (path,)), {}, "")
+    _merge(merged, tree, origins, str(_display(path)))
+    return merged
+
+
+def _display(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def parse_overrides(opts: list[str]) -> dict:
+    """``["train.epochs=5", "decoder=null"]`` -> nested dict; values are parsed as YAML scalars."""
+    tree: dict = {}
+    for opt in opts:
+        key, sep, raw = opt.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--opts: {opt!r} is not key=value (e.g. train.epochs=5)")
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            node[leaf] = raw
+    return tree
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed conversion
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _convert(value: Any, tp: Any, key: str, origins: dict[str, str]) -> Any:
+    where = origins.get(key, "<defaults>")
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key, origins)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key}: must be a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, origins, key + ".")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+            return value
+        raise ConfigError(f"{where}: {key}: must be {tp.__name__}, got {value!r}")
+    raise ConfigError(f"{where}: {key}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, tree: dict, origins: dict[str, str], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in tree:
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+            raise ConfigError(f"{origins.get(prefix + str(key), '<input>')}: {prefix}{key}: unknown key{hint}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if f.name in tree:
+            kwargs[f.name] = _convert(tree[f.name], hints[f.name], key, origins)
+        elif f.default is REQUIRED:
+            where = origins.get(prefix.rstrip("."), origins.get("", "<config>"))
+            raise ConfigError(f"{where}: {key}: required value missing")
+    return cls(**kwargs)
+
+
+def config_from_dict(tree: dict, source: str = "<dict>", overrides: list[str] | None = None) -> Config:
+    """Build a :class:`Config` from a plain nested dict (e.g. one stored in a checkpoint)."""
+    origins: dict[str, str] = {"": source}
+    merged: dict = {}
+    _merge(merged, tree, origins, source)
+    _merge(merged, parse_overrides(overrides or []), origins, "--opts")
+    return _build(Config, merged, origins)
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    """Read ``path`` (following ``_base_``), apply ``key=value`` overrides, validate, return a Config."""
+    origins: dict[str, str] = {"": str(_display(Path(path).resolve()))}
+    tree = _load_tree(Path(path), origins)
+    _merge(tree, parse_overrides(overrides or []), origins, "--opts")
+    return _build(Config, tree, origins)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

@@ -1,0 +1,67 @@
+"""Config -> modules. The only place that reads config objects to build models."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import torch.nn as nn
+
+from ..config import Config, ConfigError, ModelConfig
+from ..models import SSAT, MAEDecoder
+from ..models.registry import get_model_factory
+
+
+def build_encoder(cfg: ModelConfig, num_classes: int) -> nn.Module:
+    """Registered encoder ``cfg.name`` with every set (non-null) model field as a keyword argument."""
+    try:
+        factory = get_model_factory(cfg.name)
+    except KeyError as e:
+        raise ConfigError(f"model.name: {e.args[0]}") from None
+    kwargs = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "name" and v is not None}
+    kwargs.setdefault("num_classes", num_classes)
+    try:
+        return factory(**kwargs)
+    except TypeError as e:
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if bad:
+            raise ConfigError(f"model.{bad.group(1)}: not an argument of model {cfg.name!r}; remove it") from None
+        raise
+    except ValueError as e:
+        raise ConfigError(f"model: {cfg.name}: {e}") from None
+
+
+def build_model(cfg: Config, num_classes: int) -> SSAT:
+    """Encoder + (unless scratch) MAE decoder, wrapped with the SSAT loss settings.
+
+    ``ssat.lam == 1`` or ``decoder: null`` is the scratch baseline: no decoder is built.
+    """
+    encoder = build_encoder(cfg.model, num_classes)
+    lam = cfg.ssat.lam
+    if not 0.0 <= lam <= 1.0:
+        raise ConfigError(f"ssat.lam: must be in [0, 1], got {lam}")
+    if cfg.decoder is None and lam != 1.0:
+        raise ConfigError(f"ssat.lam: {lam} needs a decoder, but decoder is null; set ssat.lam=1.0 for scratch")
+    if not 0.0 <= cfg.ssat.mask_ratio < 1.0:
+        raise ConfigError(f"ssat.mask_ratio: must be in [0, 1), got {cfg.ssat.mask_ratio}")
+    decoder = None
+    if lam < 1.0:
+        d = cfg.decoder
+        tubelet = getattr(encoder, "tubelet_size", 1)
+        decoder = MAEDecoder(
+            in_dim=encoder.num_features,
+            grid_size=encoder.grid_size,
+            patch_dim=tubelet * encoder.patch_size ** 2 * encoder.in_chans,
+            num_prefix_tokens=encoder.num_prefix_tokens,
+            embed_dim=d.embed_dim,
+            depth=d.depth,
+            num_heads=d.num_heads,
+            mlp_ratio=d.mlp_ratio,
+        )
+    return SSAT(
+        encoder,
+        decoder,
+        mask_ratio=cfg.ssat.mask_ratio,
+        lam=lam,
+        norm_pix_loss=cfg.ssat.norm_pix_loss,
+        label_smoothing=cfg.ssat.label_smoothing,
+    )

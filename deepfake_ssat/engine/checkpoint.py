@@ -1,0 +1,110 @@
+"""Atomic checkpoint I/O, RNG state capture and decoder-free loading for inference."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..config import Config, config_from_dict
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write ``path`` via a temp file in the same folder + fsync + rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # truncated / foreign files
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+
+
+def capture_rng() -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def git_revision() -> str | None:
+    """The package checkout's commit (with ``-dirty`` if modified), or None outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if rev.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def strip_decoder(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the auxiliary decoder's weights; what is left is all that inference needs."""
+    return {k: v for k, v in state_dict.items() if not k.startswith("decoder.")}
+
+
+def load_inference_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
+    """Encoder + head from a training checkpoint, in eval mode; decoder weights are not needed.
+
+    Returns ``(encoder, config)``; ``encoder(x)`` gives logits.
+    """
+    from .build import build_encoder
+
+    ckpt = load_checkpoint(path, map_location)
+    if "config" not in ckpt or "model" not in ckpt:
+        raise ValueError(f"{path}: not a deepfake_ssat checkpoint (needs 'config' and 'model' entries)")
+    cfg = config_from_dict(ckpt["config"], source=str(path))
+    encoder_state = {k[len("encoder."):]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
+    num_classes = encoder_state["head.weight"].shape[0]
+    encoder = build_encoder(cfg.model, num_classes)
+    encoder.load_state_dict(encoder_state)
+    return encoder.eval().to(map_location), cfg

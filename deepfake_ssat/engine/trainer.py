@@ -1,0 +1,322 @@
+"""The training engine shared by image and video modes.
+
+``fit(cfg, out_dir)`` trains an :class:`~deepfake_ssat.models.SSAT` model, checkpointing atomically
+(``last.pt`` every ``train.save_every_steps`` updates and at each epoch end, ``best.pt`` on the
+validation split), and resumes exactly from any of its checkpoints.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .. import __version__
+from ..config import Config, ConfigError, config_to_dict, dump_config
+from ..data import EpochSampler, SeededItems, build_datasets, num_classes
+from ..data.sampling import derive_seed
+from ..models import SSAT
+from .build import build_model
+from .checkpoint import (atomic_write_json, atomic_write_text, capture_rng, git_revision, load_checkpoint,
+                         restore_rng, save_checkpoint)
+
+VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the state before the offending update was saved."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name} requested but CUDA is not available; use train.device=cpu")
+    return device
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16/fp16 autocast on CUDA only (bf16 is very slow on CPUs); None = full fp32."""
+    choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+    if amp not in choices:
+        raise ConfigError(f"train.amp: must be one of {', '.join(choices)}, got {amp!r}")
+    return choices[amp] if device.type == "cuda" else None
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (0.9, 0.95); no weight decay on 1-D params (norms, biases) or ``no_weight_decay()`` names."""
+    return create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_updates: int, warmup_updates: int,
+                    min_lr: float) -> CosineLRScheduler:
+    """Linear warm-up from ``min_lr`` then cosine to ``min_lr``, stepped per optimizer update."""
+    return CosineLRScheduler(
+        optimizer, t_initial=max(total_updates, 1), lr_min=min_lr, warmup_t=warmup_updates,
+        warmup_lr_init=min_lr, t_in_epochs=False)
+
+
+@torch.no_grad()
+def evaluate(model: SSAT, dataset: Dataset, batch_size: int, device: torch.device,
+             amp_dtype: torch.dtype | None = None, num_workers: int = 0) -> dict[str, float | None]:
+    """Mean joint loss, its parts and top-1 accuracy over ``dataset`` (masks drawn from a fixed seed)."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    sums = {"loss": 0.0, "cls": 0.0, "rec": 0.0}
+    correct, count = 0, 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(VAL_MASK_SEED)
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with _autocast(device, amp_dtype):
+                out = model(x)
+                loss, parts = model.loss(out, x, y)
+            n = y.shape[0]
+            sums["loss"] += loss.item() * n
+            for k, v in parts.items():
+                sums[k] += v.item() * n
+            if out.logits is not None:
+                correct += (out.logits.argmax(dim=1) == y).sum().item()
+            count += n
+    if count == 0:
+        raise ValueError("evaluation split is empty")
+    return {
+        "loss": sums["loss"] / count,
+        "cls": sums["cls"] / count if model.lam > 0 else None,
+        "rec": sums["rec"] / count if model.decoder is not None else None,
+        "acc1": 100.0 * correct / count if model.lam > 0 else None,
+    }
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+@dataclass
+class TrainState:
+    """Everything beyond module/optimizer state that a resumed run must get back."""
+    step: int = 0  # optimizer updates done
+    best_metric: float | None = None  # val acc1 (higher is better) or -val rec loss for lam = 0
+    best_epoch: int | None = None
+    train_seconds: float = 0.0
+    epoch_sums: dict = field(default_factory=lambda: {"loss": 0.0, "cls": 0.0, "rec": 0.0, "n": 0})
+    history: list = field(default_factory=list)  # one row per finished epoch
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _write_metrics_csv(path: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+def fit(cfg: Config, out_dir: str | Path, resume: str | Path | None = None,
+        max_steps: int | None = None) -> dict:
+    """Train per ``cfg`` into ``out_dir``; resume from checkpoint ``resume`` if given.
+
+    ``max_steps`` stops (after checkpointing) once that many updates are done, as if the process
+    were stopped there: resuming later gives the same weights as never stopping.
+    Returns the summary also written to ``out_dir/summary.json``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t = cfg.train
+    device = resolve_device(t.device)
+    amp_dtype = autocast_dtype(t.amp, device)
+    if t.accum_steps < 1 or cfg.data.batch_size < 1 or t.epochs < 1:
+        raise ConfigError("train.accum_steps, data.batch_size and train.epochs must be >= 1")
+
+    _seed_everything(t.seed)
+    model = build_model(cfg, cfg.model.num_classes or num_classes(cfg.data.name)).to(device)
+    datasets = build_datasets(cfg.data, model.encoder.img_size, model.encoder.in_chans)
+    micro_per_epoch = len(datasets["train"]) // cfg.data.batch_size
+    updates_per_epoch = micro_per_epoch // t.accum_steps
+    if updates_per_epoch == 0:
+        raise ConfigError(
+            f"data.batch_size: {cfg.data.batch_size} x train.accum_steps {t.accum_steps} exceeds the "
+            f"{len(datasets['train'])} training items; lower them")
+    total_updates = updates_per_epoch * t.epochs
+    lr = t.blr * cfg.data.batch_size * t.accum_steps / 256
+    optimizer = build_optimizer(model, lr, t.weight_decay)
+    scheduler = build_scheduler(optimizer, total_updates, round(t.warmup_epochs * updates_per_epoch), t.min_lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    state = TrainState()
+
+    if resume is not None:
+        ckpt = load_checkpoint(resume, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state = TrainState(**ckpt["train_state"])
+        restore_rng(ckpt["rng"])
+    atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
+    meta = {"version": __version__, "git": git_revision(), "torch": torch.__version__, "device": str(device)}
+
+    def checkpoint(path: Path, rng: dict) -> None:
+        save_checkpoint(path, {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng,
+            "train_state": vars(state),
+            "config": config_to_dict(cfg),
+            "meta": meta,
+        })
+
+    from torch.utils.tensorboard import SummaryWriter
+    writer = SummaryWriter(str(out_dir / "tb"), purge_step=state.step if state.step else None)
+    train_items = SeededItems(datasets["train"])
+    sampler = EpochSampler(len(train_items), t.seed)
+    print(f"[train] {out_dir}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
+          f"decoder={'yes' if model.decoder is not None else 'no'}, lam={model.lam}, device={device}, "
+          f"lr={lr:.2e}, {updates_per_epoch} updates/epoch x {t.epochs} epochs"
+          + (f", resuming at update {state.step}" if state.step else ""), flush=True)
+
+    try:
+        while state.step < total_updates:
+            epoch = state.step // updates_per_epoch
+            first_micro = (state.step % updates_per_epoch) * t.accum_steps
+            sampler.set_epoch(epoch, start=first_micro * cfg.data.batch_size)
+            loader = DataLoader(
+                train_items, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
+                num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
+                generator=torch.Generator().manual_seed(derive_seed(t.seed, epoch)))
+            model.train()
+            start = time.perf_counter()
+            rng_at_update = capture_rng()
+            bar = tqdm(total=updates_per_epoch, initial=state.step % updates_per_epoch, disable=None,
+                       desc=f"epoch {epoch + 1}/{t.epochs}", leave=False)
+            for micro, (x, y) in enumerate(loader, start=first_micro):
+                if micro >= updates_per_epoch * t.accum_steps:
+                    break
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with _autocast(device, amp_dtype):
+                    out = model(x)
+                    loss, parts = model.loss(out, x, y)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    state.train_seconds += time.perf_counter() - start
+                    checkpoint(out_dir / "last.pt", rng_at_update)
+                    raise TrainingDiverged(
+                        f"loss is {loss_value} at epoch {epoch + 1}, update {state.step} "
+                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); state before this "
+                        f"update saved to {out_dir / 'last.pt'}; resume with a lower train.blr or a "
+                        f"train.clip_grad")
+                scaler.scale(loss / t.accum_steps).backward()
+                sums = state.epoch_sums
+                sums["n"] += 1
+                sums["loss"] += loss_value
+                for k, v in parts.items():
+                    sums[k] += v.item()
+                if (micro + 1) % t.accum_steps:
+                    continue
+                scheduler.step_update(state.step)
+                if t.clip_grad is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                bar.update(1)
+                current_lr = optimizer.param_groups[0]["lr"]
+                if state.step % t.log_every_steps == 0:
+                    bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{current_lr:.2e}")
+                    writer.add_scalar("train/loss", loss_value, state.step)
+                    writer.add_scalar("train/lr", current_lr, state.step)
+                    for k, v in parts.items():
+                        writer.add_scalar(f"train/{k}", v.item(), state.step)
+                rng_at_update = capture_rng()
+                end_of_epoch = state.step % updates_per_epoch == 0
+                stopping = max_steps is not None and state.step >= max_steps
+                if end_of_epoch:
+                    state.train_seconds += time.perf_counter() - start
+                    _end_epoch(model, datasets, cfg, device, amp_dtype, state, epoch, current_lr, writer,
+                               out_dir, checkpoint)
+                    rng_at_update = capture_rng()
+                    checkpoint(out_dir / "last.pt", rng_at_update)
+                    start = time.perf_counter()
+                elif stopping or (t.save_every_steps and state.step % t.save_every_steps == 0):
+                    state.train_seconds += time.perf_counter() - start
+                    start = time.perf_counter()
+                    checkpoint(out_dir / "last.pt", rng_at_update)
+                if stopping:
+                    bar.close()
+                    return {"stopped_at_step": state.step}
+            bar.close()
+    finally:
+        writer.close()
+
+    summary = _finish(model, datasets, cfg, device, amp_dtype, state, out_dir)
+    atomic_write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _end_epoch(model, datasets, cfg, device, amp_dtype, state: TrainState, epoch: int, lr: float, writer,
+               out_dir: Path, checkpoint) -> None:
+    """Validate, log the epoch row (metrics.csv, TensorBoard), keep ``best.pt`` on validation."""
+    val = evaluate(model, datasets["val"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers)
+    sums = state.epoch_sums
+    n = max(sums["n"], 1)
+    row = {
+        "epoch": epoch + 1, "step": state.step, "lr": lr,
+        "train_loss": sums["loss"] / n, "train_cls": sums["cls"] / n, "train_rec": sums["rec"] / n,
+        "val_loss": val["loss"], "val_acc1": val["acc1"], "val_rec": val["rec"],
+        "train_seconds": round(state.train_seconds, 3),
+    }
+    state.history.append(row)
+    state.epoch_sums = {"loss": 0.0, "cls": 0.0, "rec": 0.0, "n": 0}
+    for k in ("val_loss", "val_acc1", "val_rec"):
+        if row[k] is not None:
+            writer.add_scalar(f"val/{k[4:]}", row[k], state.step)
+    writer.flush()
+    metric = val["acc1"] if val["acc1"] is not None else -val["rec"]
+    if state.best_metric is None or metric > state.best_metric:
+        state.best_metric, state.best_epoch = metric, epoch + 1
+        checkpoint(out_dir / "best.pt", capture_rng())
+    _write_metrics_csv(out_dir / "metrics.csv", state.history)
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
+    print(f"[train] epoch {epoch + 1}/{cfg.train.epochs} {shown}", flush=True)
+
+
+def _finish(model: SSAT, datasets, cfg: Config, device, amp_dtype, state: TrainState, out_dir: Path) -> dict:
+    """Test the best-on-validation weights (never select on test) and summarise the run."""
+    test = None
+    if "test" in datasets:
+        model.load_state_dict(load_checkpoint(out_dir / "best.pt", map_location=device)["model"])
+        test = evaluate(model, datasets["test"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers)
+    best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
+    return {
+        "best_epoch": state.best_epoch,
+        "best_val_acc1": best_row.get("val_acc1"),
+        "best_val_rec": best_row.get("val_rec"),
+        "test_acc1": test["acc1"] if test else None,
+        "test_loss": test["loss"] if test else None,
+        "train_seconds": round(state.train_seconds, 3),
+        "steps": state.step,
+        "epochs": cfg.train.epochs,
+    }
