@@ -116,11 +116,13 @@ def _merge(dst: dict, src: dict, origins: dict[str, str], source: str, prefix: s
     """Deep-merge ``src`` into ``dst``; record ``source`` as the origin of every key it sets."""
     for key, value in src.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+        origins[dotted] = source
+        if isinstance(value, dict):
+            if not isinstance(dst.get(key), dict):
+                dst[key] = {}
             _merge(dst[key], value, origins, source, dotted + ".")
         else:
             dst[key] = value
-        origins[dotted] = source
 
 
 def _load_tree(path: Path, origins: dict[str, str], seen: tuple[Path, ...] = ()) -> dict:
@@ -185,6 +187,11 @@ def _convert(value: Any, tp: Any, key: str, origins: dict[str, str]) -> Any:
         return _build(tp, value, origins, key + ".")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, float, str, bool):
         if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
             return value
@@ -208,6 +215,8 @@ def _build(cls: type, tree: dict, origins: dict[str, str], prefix: str = "") -> 
         elif f.default is REQUIRED:
             where = origins.get(prefix.rstrip("."), origins.get("", "<config>"))
             raise ConfigError(f"{where}: {key}: required value missing")
+        elif dataclasses.is_dataclass(hints[f.name]):  # absent section: its required keys still apply
+            kwargs[f.name] = _build(hints[f.name], {}, origins, key + ".")
     return cls(**kwargs)
 
 

@@ -25,6 +25,8 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int) -> dict[str, D
     if cfg.root is not None and not Path(cfg.root).exists():
         raise ConfigError(f"data.root: {cfg.root} does not exist; point data.root at the dataset")
     if cfg.name == "digits":
+        if cfg.root is not None:
+            raise ConfigError(f"data.root: {cfg.root}: digits ship inside scikit-learn and take no root; remove it")
         return build_digits(img_size, in_chans, cfg.val_fraction, cfg.test_fraction, cfg.split_seed, cfg.augment)
     raise AssertionError(cfg.name)
 

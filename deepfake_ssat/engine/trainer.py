@@ -147,6 +147,8 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | None = None,
     amp_dtype = autocast_dtype(t.amp, device)
     if t.accum_steps < 1 or cfg.data.batch_size < 1 or t.epochs < 1:
         raise ConfigError("train.accum_steps, data.batch_size and train.epochs must be >= 1")
+    if not (math.isfinite(t.blr) and t.blr > 0):
+        raise ConfigError(f"train.blr: must be a positive number, got {t.blr}")
 
     _seed_everything(t.seed)
     model = build_model(cfg, cfg.model.num_classes or num_classes(cfg.data.name)).to(device)

@@ -36,6 +36,9 @@ class ImageViT(VisionTransformer):
         x = self.blocks(x)
         return self.norm(x)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
 
 @register_model
 def vit_tiny_patch16_224(**kwargs) -> ImageViT:

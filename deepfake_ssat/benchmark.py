@@ -1,0 +1,474 @@
+"""Performance benchmarks; ``tools/benchmark.py`` is the command-line front end.
+
+``model`` benchmark (:func:`run_model_benchmark`): for each encoder and MAE mask ratio it times a full
+SSAT train step (classification pass + visible-token pass + decoder + joint loss, backward, AdamW)
+against a scratch train step (classification only) of the same encoder, weights and batch, and
+compares the measured cost ratio with the FLOP ratio counted by
+``torch.utils.flop_counter.FlopCounterMode``:
+
+- **P1** ``measured_over_analytic = (t_ssat / t_scratch) / (F_ssat / F_scratch)``; goal <= 1.05, i.e.
+  the auxiliary task costs no more than its FLOPs say.
+- **P2** ``cpu_fraction_of_matmul_peak = (F_scratch / t_scratch) / matmul FLOP/s``; goal >= 0.6, i.e.
+  the scratch step runs near the fp32 matmul throughput measured in the same process.
+
+Every result is a plain JSON-able dict.
+
+FLOP counting note: on CPU, ``F.scaled_dot_product_attention`` (used by timm's ``Attention``)
+dispatches to ``aten._scaled_dot_product_flash_attention_for_cpu`` (+ ``_backward``), which torch's
+flop counter has no formula for, so attention would count as 0 FLOPs. :func:`flop_mapping` adds the
+formulas torch uses for its CUDA SDPA kernels (2 bmm forward, 5 bmm backward) for those two ops.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+import torch.nn as nn
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import Config, DataConfig, DecoderConfig, ModelConfig, SSATConfig
+from .engine.build import build_model
+from .models import SSAT
+
+P1_GOAL = 1.05  # measured_over_analytic <= this
+P2_GOAL = 0.6  # cpu_fraction_of_matmul_peak >= this
+
+MODEL_ALIASES = {"tiny": "videomae_test", "small": "videomae_small", "base": "videomae_base"}
+TINY_NOTE = ("tiny test model (videomae_test: width 64, depth 2): per-op and Python overheads dominate, "
+             "its ratios say little about the real encoders")
+
+OPTIMIZER = {"name": "torch.optim.AdamW", "lr": 1.0e-4, "betas": (0.9, 0.95), "weight_decay": 0.05}
+
+aten = torch.ops.aten
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOP counting
+
+
+def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                            **kwargs) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+def flop_mapping() -> dict[Any, Callable[..., int]]:
+    """Extra FlopCounterMode formulas: the CPU flash-attention ops, unless torch already has them."""
+    mapping: dict[Any, Callable[..., int]] = {}
+    for name, formula in [("_scaled_dot_product_flash_attention_for_cpu", _sdpa_cpu_flop),
+                          ("_scaled_dot_product_flash_attention_for_cpu_backward", _sdpa_cpu_backward_flop)]:
+        op = getattr(aten, name, None)
+        if op is not None and op not in flop_counter.flop_registry:
+            mapping[op] = formula
+    return mapping
+
+
+def _op_name(op: Any) -> str:
+    return str(op).replace("aten.", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Models, batches, steps
+
+
+def resolve_model_name(name: str) -> str:
+    """``tiny``/``small``/``base`` -> registered video encoder name; registered names pass through."""
+    return MODEL_ALIASES.get(name, name)
+
+
+def _config(model: ModelConfig, lam: float, mask_ratio: float, decoder: DecoderConfig | None) -> Config:
+    return Config(model=model, decoder=decoder, ssat=SSATConfig(lam=lam, mask_ratio=mask_ratio),
+                  data=DataConfig(name="digits"))  # data is a placeholder: nothing is loaded
+
+
+def build_variants(
+        model: str,
+        ratios: Sequence[float],
+        frames: int | None = None,
+        img_size: int | None = None,
+        lam: float = 0.1,
+        decoder: DecoderConfig | None = None,
+        seed: int = 0,
+) -> tuple[SSAT, dict[float, SSAT]]:
+    """Scratch model (lam 1, no decoder) and one SSAT model per mask ratio, all with the same encoder weights.
+
+    ``frames`` / ``img_size`` None keep the factory defaults.
+    """
+    enc = ModelConfig(name=resolve_model_name(model), img_size=img_size, num_frames=frames)
+    torch.manual_seed(seed)
+    scratch = build_model(_config(enc, 1.0, ratios[0] if ratios else 0.75, None), num_classes=2)
+    encoder_state = scratch.encoder.state_dict()
+    ssat: dict[float, SSAT] = {}
+    for ratio in ratios:
+        torch.manual_seed(seed)
+        m = build_model(_config(enc, lam, ratio, decoder or DecoderConfig()), num_classes=2)
+        m.encoder.load_state_dict(encoder_state)
+        ssat[ratio] = m
+    return scratch, ssat
+
+
+def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    o = OPTIMIZER
+    return torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=o["betas"], weight_decay=o["weight_decay"])
+
+
+def make_batch(model: SSAT, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random clip batch [B, C, T, H, W] (float32) and labels [B] in {0, 1} for ``model``'s encoder."""
+    enc = model.encoder
+    g = torch.Generator().manual_seed(seed)
+    if len(enc.grid_size) == 3:
+        shape = (batch, enc.in_chans, enc.num_frames, enc.img_size, enc.img_size)
+    else:
+        shape = (batch, enc.in_chans, enc.img_size, enc.img_size)
+    x = torch.randn(shape, generator=g)
+    y = torch.arange(batch, dtype=torch.int64) % 2
+    return x, y
+
+
+def train_step(model: SSAT, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One full training update: forward, joint loss, backward, AdamW step, zero_grad."""
+    out = model(x)
+    loss, _ = model.loss(out, x, y)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def count_step_flops(model: SSAT, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                     y: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """FLOPs of one train step (forward + backward; AdamW ops have no formula) -> (total, per aten op)."""
+    with FlopCounterMode(display=False, custom_mapping=flop_mapping()) as counter:
+        train_step(model, optimizer, x, y)
+    by_op = {_op_name(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
+    return int(counter.get_total_flops()), by_op
+
+
+def _median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def time_interleaved(
+        steps: dict[str, Callable[[], None]],
+        repeats: int,
+        warmup: int,
+) -> dict[str, dict[str, list[float]]]:
+    """Run the ``steps`` round-robin ``warmup + repeats`` times; time the last ``repeats`` rounds.
+
+    Every round runs each step once (A B C, then C B A the next round, ...), so slow drift and
+    background load hit every step alike. Returns per step ``{"seconds": [...], "cpu_seconds": [...]}``
+    (``time.perf_counter`` wall time and ``time.process_time`` CPU time, one entry per timed round).
+    """
+    names = list(steps)
+    out: dict[str, dict[str, list[float]]] = {n: {"seconds": [], "cpu_seconds": []} for n in names}
+    gc.collect()
+    for r in range(warmup + repeats):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            steps[name]()
+            t1 = time.perf_counter()
+            c1 = time.process_time()
+            if r >= warmup:
+                out[name]["seconds"].append(t1 - t0)
+                out[name]["cpu_seconds"].append(c1 - c0)
+    return out
+
+
+def measure_matmul(n: int = 2048, repeats: int = 10, warmup: int = 3) -> dict[str, Any]:
+    """fp32 ``torch.mm`` of two n x n matrices: median and best GFLOP/s (2 n^3 FLOPs per product)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+    b = torch.randn(n, n, generator=g)
+    c = torch.empty(n, n)
+    for _ in range(warmup):
+        torch.mm(a, b, out=c)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    flops = 2 * n ** 3
+    return {
+        "size": n,
+        "repeats": repeats,
+        "seconds_median": _median(times),
+        "gflops_per_s_median": flops / _median(times) / 1e9,
+        "gflops_per_s_best": flops / min(times) / 1e9,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The ``model`` benchmark
+
+
+def _params(m: nn.Module | None) -> int:
+    return 0 if m is None else sum(p.numel() for p in m.parameters())
+
+
+def _gflops(by_op: dict[str, int]) -> dict[str, float]:
+    return {k: round(v / 1e9, 4) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}
+
+
+def _utilization(t: dict[str, list[float]], threads: int) -> float:
+    """CPU seconds / (wall seconds x threads): ~1 when the step had all its threads' cores to itself."""
+    return sum(t["cpu_seconds"]) / max(sum(t["seconds"]) * threads, 1e-12)
+
+
+def benchmark_model(
+        model: str,
+        frames: int | None = 16,
+        img_size: int | None = 112,
+        batch: int = 2,
+        ratios: Sequence[float] = (0.75, 0.95),
+        repeats: int = 5,
+        warmup: int = 2,
+        matmul_gflops_per_s: float | None = None,
+        seed: int = 0,
+) -> dict[str, Any]:
+    """P1 per mask ratio and P2 for one encoder; see the module docstring.
+
+    ``matmul_gflops_per_s`` is the fp32 matmul throughput P2 divides by (measured with
+    :func:`measure_matmul` when None).
+    """
+    if repeats < 1 or warmup < 0 or batch < 1:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, batch >= 1; got {repeats}, {warmup}, {batch}")
+    ratios = [float(r) for r in ratios]
+    if len(set(ratios)) != len(ratios):
+        raise ValueError(f"mask ratios must be distinct, got {ratios}")
+    threads = torch.get_num_threads()
+    if matmul_gflops_per_s is None:
+        matmul_gflops_per_s = measure_matmul()["gflops_per_s_median"]
+    scratch, ssat = build_variants(model, ratios, frames, img_size, seed=seed)
+    x, y = make_batch(scratch, batch, seed)
+    variants: dict[str, SSAT] = {"scratch": scratch, **{f"ssat@{r:g}": m for r, m in ssat.items()}}
+    optimizers = {k: make_optimizer(m) for k, m in variants.items()}
+
+    # FLOPs: one counted step per variant (also the first, untimed, step of each model)
+    flops = {k: count_step_flops(m, optimizers[k], x, y) for k, m in variants.items()}
+
+    def stepper(key: str) -> Callable[[], None]:
+        return lambda: train_step(variants[key], optimizers[key], x, y)
+
+    times = time_interleaved({k: stepper(k) for k in variants}, repeats, warmup)
+
+    enc = scratch.encoder
+    num_tokens = enc.patch_embed.num_patches if hasattr(enc, "patch_embed") else None
+    scratch_t = _median(times["scratch"]["seconds"])
+    scratch_f = flops["scratch"][0]
+    step_gflops_per_s = scratch_f / scratch_t / 1e9
+    fraction = step_gflops_per_s / matmul_gflops_per_s
+    result: dict[str, Any] = {
+        "model": resolve_model_name(model),
+        "input_shape": list(x.shape),
+        "batch": batch,
+        "tokens": num_tokens,
+        "encoder_params": _params(enc),
+        "scratch": {
+            "step_seconds": scratch_t,
+            "step_seconds_all": times["scratch"]["seconds"],
+            "step_gflops": scratch_f / 1e9,
+            "step_gflops_per_s": step_gflops_per_s,
+            "cpu_utilization": _utilization(times["scratch"], threads),
+            "gflops_by_op": _gflops(flops["scratch"][1]),
+        },
+        "p2": {
+            "cpu_fraction_of_matmul_peak": fraction,
+            "step_gflops": scratch_f / 1e9,
+            "step_seconds": scratch_t,
+            "step_gflops_per_s": step_gflops_per_s,
+            "matmul_gflops_per_s": matmul_gflops_per_s,
+            "goal": P2_GOAL,
+            "p2_ok": bool(fraction >= P2_GOAL),
+        },
+        "ratios": {},
+    }
+    if resolve_model_name(model) == "videomae_test":
+        result["note"] = TINY_NOTE
+    for r, m in ssat.items():
+        key = f"ssat@{r:g}"
+        t = times[key]
+        ssat_t = _median(t["seconds"])
+        ssat_f = flops[key][0]
+        measured = ssat_t / scratch_t
+        paired = _median([a / b for a, b in zip(t["seconds"], times["scratch"]["seconds"])])
+        analytic = ssat_f / scratch_f
+        with torch.no_grad():
+            visible = m.random_mask(1, x.device)[0].shape[1]
+        result["ratios"][f"{r:g}"] = {
+            "mask_ratio": r,
+            "visible_tokens": visible,
+            "decoder_params": _params(m.decoder),
+            "ssat_step_seconds": ssat_t,
+            "ssat_step_seconds_all": t["seconds"],
+            "ssat_step_gflops": ssat_f / 1e9,
+            "ssat_step_gflops_per_s": ssat_f / ssat_t / 1e9,
+            "cpu_utilization": _utilization(t, threads),
+            "ssat_over_scratch": measured,
+            "ssat_over_scratch_paired_median": paired,
+            "analytic_flop_ratio": analytic,
+            "measured_over_analytic": measured / analytic,
+            "goal": P1_GOAL,
+            "p1_ok": bool(measured / analytic <= P1_GOAL),
+            "gflops_by_op": _gflops(flops[key][1]),
+        }
+    return result
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def run_model_benchmark(
+        models: Iterable[str] = ("small", "tiny"),
+        frames: int | None = 16,
+        img_size: int | None = 112,
+        batch: int = 2,
+        ratios: Sequence[float] = (0.75, 0.95),
+        repeats: int = 5,
+        warmup: int = 2,
+        matmul_size: int = 2048,
+        command: str | None = None,
+        seed: int = 0,
+) -> dict[str, Any]:
+    """The whole ``model`` benchmark as one JSON-able dict (see the module docstring).
+
+    The matmul throughput is measured before and after the models; P2 divides by the higher
+    median of the two (the more demanding reference).
+    """
+    start = time.perf_counter()
+    load_start = _loadavg()
+    threads = torch.get_num_threads()
+    mm_before = measure_matmul(matmul_size)
+    results: dict[str, Any] = {}
+    matmul_ref = mm_before["gflops_per_s_median"]
+    for name in models:
+        results[name] = benchmark_model(name, frames, img_size, batch, ratios, repeats, warmup,
+                                        matmul_gflops_per_s=matmul_ref, seed=seed)
+    mm_after = measure_matmul(matmul_size)
+    matmul_ref = max(mm_before["gflops_per_s_median"], mm_after["gflops_per_s_median"])
+    for res in results.values():  # re-derive P2 against the final reference
+        p2 = res["p2"]
+        p2["matmul_gflops_per_s"] = matmul_ref
+        p2["cpu_fraction_of_matmul_peak"] = p2["step_gflops_per_s"] / matmul_ref
+        p2["p2_ok"] = bool(p2["cpu_fraction_of_matmul_peak"] >= P2_GOAL)
+    warnings = contention_warnings(load_start, results, threads)
+    return {
+        "benchmark": "model",
+        "command": command if command is not None else " ".join([sys.executable] + sys.argv),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": "cpu",
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "dtype": "float32",
+        "settings": {
+            "models": {n: resolve_model_name(n) for n in results},
+            "frames": frames,
+            "img_size": img_size,
+            "batch": batch,
+            "mask_ratios": [float(r) for r in ratios],
+            "repeats": repeats,
+            "warmup": warmup,
+            "seed": seed,
+            "scratch": "SSAT wrapper with lam=1.0 and no decoder (classification pass only)",
+            "ssat": "lam=0.1, DecoderConfig() (depth 2, width 128, 16 heads), tube masking",
+            "optimizer": {**OPTIMIZER, "betas": list(OPTIMIZER["betas"]), "implementation": "torch default"},
+        },
+        "timing_method": (
+            "time.perf_counter around one train step (forward, loss, backward, AdamW step, "
+            "zero_grad(set_to_none=True)) on a fixed batch; per model the scratch and SSAT variants "
+            f"run round-robin, order reversed every other round (ABBA...), {warmup} warm-up rounds "
+            f"then {repeats} timed rounds; step time = median over the timed rounds; "
+            "ssat_over_scratch = ratio of medians (ssat_over_scratch_paired_median: median of "
+            "per-round ratios). cpu_utilization = process CPU time / (wall time x threads)."
+        ),
+        "flop_method": (
+            "torch.utils.flop_counter.FlopCounterMode(display=False) around one train step "
+            "(forward + backward; elementwise, norm and optimizer ops have no formula and count 0). "
+            "Added formulas (torch has none on CPU): "
+            + (", ".join(_op_name(op) for op in flop_mapping()) or "none needed")
+            + " counted like torch's CUDA SDPA formulas (2 bmm forward, 5 bmm backward)."
+        ),
+        "matmul": {
+            "what": f"fp32 torch.mm {matmul_size}x{matmul_size}, median of 10 after 3 warm-up, same threads",
+            "before": mm_before,
+            "after": mm_after,
+            "reference_gflops_per_s": matmul_ref,
+        },
+        "loadavg_start": load_start,
+        "loadavg_end": _loadavg(),
+        "models": results,
+        "summary": {
+            name: {
+                "p2_ok": res["p2"]["p2_ok"],
+                "cpu_fraction_of_matmul_peak": round(res["p2"]["cpu_fraction_of_matmul_peak"], 4),
+                **{f"p1_ok@{k}": v["p1_ok"] for k, v in res["ratios"].items()},
+                **{f"measured_over_analytic@{k}": round(v["measured_over_analytic"], 4)
+                   for k, v in res["ratios"].items()},
+            }
+            for name, res in results.items()
+        },
+        "warnings": warnings,
+        "wall_seconds": time.perf_counter() - start,
+    }
+
+
+def contention_warnings(load_start: list[float] | None, results: dict[str, Any], threads: int,
+                        min_utilization: float = 0.8) -> list[str]:
+    """Say when other processes competed for the cores (the timings then mean little)."""
+    out = []
+    if load_start is not None and load_start[0] > 0.5:
+        out.append(f"1-min load average was {load_start[0]} before the benchmark started: other processes were busy")
+    for name, res in results.items():
+        utils = {"scratch": res["scratch"]["cpu_utilization"],
+                 **{f"ssat@{k}": v["cpu_utilization"] for k, v in res["ratios"].items()}}
+        low = {k: round(u, 2) for k, u in utils.items() if u < min_utilization}
+        if low:
+            out.append(f"{name}: CPU time / (wall x {threads} threads) below {min_utilization} for {low}: "
+                       "the steps did not get all cores (contention, or little parallel work)")
+    return out
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """Short human-readable table of a :func:`run_model_benchmark` result."""
+    lines = [f"torch {result['torch_version']}, {result['threads']} threads, {result['cpu']}; "
+             f"fp32 matmul {result['matmul']['reference_gflops_per_s']:.1f} GFLOP/s"]
+    for name, res in result["models"].items():
+        p2 = res["p2"]
+        lines.append(f"{name} ({res['model']}, input {res['input_shape']}): scratch {p2['step_seconds']:.3f} s, "
+                     f"{p2['step_gflops']:.2f} GFLOP, {p2['step_gflops_per_s']:.1f} GFLOP/s = "
+                     f"{p2['cpu_fraction_of_matmul_peak']:.2f} of matmul peak (P2 {'ok' if p2['p2_ok'] else 'FAIL'})")
+        for k, v in res["ratios"].items():
+            lines.append(f"  mask {k}: ssat {v['ssat_step_seconds']:.3f} s, measured x{v['ssat_over_scratch']:.3f} "
+                         f"vs FLOPs x{v['analytic_flop_ratio']:.3f} -> {v['measured_over_analytic']:.3f} "
+                         f"(P1 {'ok' if v['p1_ok'] else 'FAIL'})")
+        if res.get("note"):
+            lines.append(f"  note: {res['note']}")
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""Fast checks of the ``model`` benchmark on the tiny video encoder (1 repeat, no warm-up)."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deepfake_ssat.benchmark import (  # noqa: E402
+    benchmark_model, build_variants, count_step_flops, format_summary, make_batch, make_optimizer,
+    run_model_benchmark, time_interleaved)
+
+TINY = dict(frames=8, img_size=32, batch=2)
+RATIO_KEYS = {
+    "mask_ratio", "visible_tokens", "ssat_step_seconds", "ssat_step_gflops", "ssat_over_scratch",
+    "analytic_flop_ratio", "measured_over_analytic", "p1_ok", "goal", "cpu_utilization",
+}
+P2_KEYS = {"cpu_fraction_of_matmul_peak", "step_gflops", "step_seconds", "matmul_gflops_per_s",
+           "step_gflops_per_s", "p2_ok", "goal"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread: tiny steps are overhead-bound, and 2 OpenMP threads on a busy 2-core box crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _check_model_result(res: dict) -> None:
+    assert res["model"] == "videomae_test"
+    assert res["input_shape"] == [2, 3, 8, 32, 32]
+    assert "tiny test model" in res["note"]
+    assert P2_KEYS <= res["p2"].keys()
+    assert isinstance(res["p2"]["p2_ok"], bool)
+    assert res["p2"]["step_gflops"] > 0 and res["p2"]["step_seconds"] > 0
+    assert set(res["ratios"]) == {"0.75", "0.95"}
+    for r in res["ratios"].values():
+        assert RATIO_KEYS <= r.keys()
+        assert isinstance(r["p1_ok"], bool)
+        assert r["analytic_flop_ratio"] > 1
+        assert r["measured_over_analytic"] == pytest.approx(r["ssat_over_scratch"] / r["analytic_flop_ratio"])
+    # more visible tokens -> more encoder FLOPs in the masked pass
+    assert res["ratios"]["0.75"]["visible_tokens"] > res["ratios"]["0.95"]["visible_tokens"]
+    assert res["ratios"]["0.75"]["analytic_flop_ratio"] > res["ratios"]["0.95"]["analytic_flop_ratio"]
+
+
+@pytest.fixture(scope="module")
+def tiny_result() -> dict:
+    return benchmark_model("tiny", ratios=(0.75, 0.95), repeats=1, warmup=0, matmul_gflops_per_s=100.0, **TINY)
+
+
+def test_benchmark_model_tiny(tiny_result):
+    _check_model_result(tiny_result)
+    assert json.loads(json.dumps(tiny_result)) == tiny_result  # JSON-able as is
+    assert tiny_result["p2"]["matmul_gflops_per_s"] == 100.0
+
+
+def test_same_encoder_weights_for_every_variant():
+    scratch, ssat = build_variants("tiny", [0.75, 0.95], 8, 32)
+    assert scratch.decoder is None and scratch.lam == 1.0
+    ref = scratch.encoder.state_dict()
+    for ratio, m in ssat.items():
+        assert m.decoder is not None and m.mask_ratio == ratio and m.lam < 1.0
+        state = m.encoder.state_dict()
+        assert all(state[k].equal(v) for k, v in ref.items())
+
+
+def test_flops_include_cpu_attention_and_match_vit_estimate():
+    scratch, _ = build_variants("tiny", [0.75], 8, 32)
+    x, y = make_batch(scratch, 2)
+    total, by_op = count_step_flops(scratch, make_optimizer(scratch), x, y)
+    assert total == sum(by_op.values())
+    enc = scratch.encoder
+    params = sum(p.numel() for p in enc.parameters())
+    n, d, depth, b = enc.patch_embed.num_patches, enc.embed_dim, len(enc.blocks), x.shape[0]
+    # 6 * params * tokens for the weights, 14 * N^2 * D per block for attention (4 forward + 10 backward)
+    expected = 6 * params * n * b + depth * 14 * b * n * n * d
+    assert 0.85 * expected < total < 1.1 * expected
+    attention = sum(v for k, v in by_op.items() if "attention" in k)
+    assert attention == depth * 14 * b * n * n * d
+
+
+def test_time_interleaved_alternates_order():
+    calls = []
+    steps = {k: (lambda k=k: calls.append(k)) for k in "ABC"}
+    out = time_interleaved(steps, repeats=3, warmup=1)
+    assert calls == list("ABCCBAABCCBA")
+    assert all(len(v["seconds"]) == 3 and len(v["cpu_seconds"]) == 3 for v in out.values())
+
+
+def _env_without_pythonpath() -> dict:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def test_cli_model_json():
+    cmd = [sys.executable, "tools/benchmark.py", "model", "--json", "--models", "tiny", "--frames", "8",
+           "--img-size", "32", "--batch", "2", "--ratios", "0.75,0.95", "--repeats", "1", "--warmup", "0",
+           "--matmul-size", "256", "--threads", "1"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env_without_pythonpath(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["benchmark"] == "model"
+    assert result["command"].startswith("python tools/benchmark.py model --json --models tiny")
+    for key in ("torch_version", "threads", "device", "timing_method", "flop_method", "matmul", "summary"):
+        assert key in result
+    assert result["threads"] == 1
+    assert result["settings"]["batch"] == 2 and result["settings"]["mask_ratios"] == [0.75, 0.95]
+    _check_model_result(result["models"]["tiny"])
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("benchmark_cli", ROOT / "tools" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_unknown_model_fails_cleanly(capsys):
+    rc = _load_cli().main(["model", "--json", "--models", "nope", "--matmul-size", "64", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "nope" in captured.err and captured.out == ""
+
+
+def test_cli_requires_a_subcommand(capsys):
+    with pytest.raises(SystemExit) as e:
+        _load_cli().main([])
+    assert e.value.code == 2
+
+
+def test_run_model_benchmark_and_text_summary():
+    result = run_model_benchmark(models=["tiny"], ratios=(0.75, 0.95), repeats=1, warmup=0, matmul_size=128,
+                                 command="test", **TINY)
+    assert json.loads(json.dumps(result))["command"] == "test"
+    _check_model_result(result["models"]["tiny"])
+    assert result["matmul"]["reference_gflops_per_s"] == result["models"]["tiny"]["p2"]["matmul_gflops_per_s"]
+    text = format_summary(result)
+    assert "mask 0.75" in text and "P1" in text and "P2" in text

@@ -1,0 +1,174 @@
+import csv
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, run_env
+from deepfake_ssat.engine import TrainingDiverged, fit, load_checkpoint, load_inference_model, strip_decoder
+from deepfake_ssat.engine.build import build_model
+from deepfake_ssat.models import SSAT
+
+
+def _weights(path: Path) -> dict:
+    return load_checkpoint(path)["model"]
+
+
+def _assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+def test_fit_writes_run_directory(tiny_cfg, tmp_path):
+    summary = fit(tiny_cfg("train.epochs=1"), tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("last.pt", "best.pt", "config.yaml", "metrics.csv", "summary.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").iterdir()), "no TensorBoard event file"
+    assert not list(run.glob(".*.tmp")), "temp files left behind"
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved == summary
+    assert {"best_val_acc1", "test_acc1", "train_seconds", "steps"} <= saved.keys()
+    assert saved["steps"] == 1257 // 64
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert len(rows) == 1 and float(rows[0]["val_acc1"]) == saved["best_val_acc1"]
+    ckpt = load_checkpoint(run / "last.pt")
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "train_state", "config", "meta"} <= ckpt.keys()
+    assert ckpt["config"]["train"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("opts,stop", [
+    ((), 5),  # mid-epoch
+    (("train.accum_steps=2", "data.num_workers=2"), 12),  # accumulation, workers, second epoch
+])
+def test_resume_is_bit_exact(tiny_cfg, tmp_path, opts, stop):
+    cfg = tiny_cfg("train.epochs=2", *opts)
+    fit(cfg, tmp_path / "whole")
+    stopped = fit(cfg, tmp_path / "split", max_steps=stop)
+    assert stopped == {"stopped_at_step": stop}
+    assert load_checkpoint(tmp_path / "split/last.pt")["train_state"]["step"] == stop
+    summary = fit(cfg, tmp_path / "split", resume=tmp_path / "split/last.pt")
+    _assert_identical(_weights(tmp_path / "whole/last.pt"), _weights(tmp_path / "split/last.pt"))
+    whole = json.loads((tmp_path / "whole/summary.json").read_text())
+    assert summary["test_acc1"] == whole["test_acc1"] and summary["steps"] == whole["steps"]
+    assert (tmp_path / "whole/metrics.csv").read_text().count("\n") == \
+        (tmp_path / "split/metrics.csv").read_text().count("\n")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_exact(tiny_config_file, tmp_path):
+    """A real kill -9 mid-run; resuming from whatever last.pt exists must end bit-identical."""
+    train = [sys.executable, str(ROOT / "tools/train.py"), "--config", str(tiny_config_file),
+             "--opts", "train.epochs=3", "train.save_every_steps=2"]
+    ref = subprocess.run(train + ["--out", str(tmp_path / "ref")], env=run_env(), capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(train + ["--out", str(run)], env=run_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "run finished before it could be killed"
+    assert not (run / "summary.json").exists()
+    killed_at = load_checkpoint(run / "last.pt")["train_state"]["step"]
+    assert 0 < killed_at < 3 * (1257 // 64)
+    resumed = subprocess.run([sys.executable, str(ROOT / "tools/train.py"), "--resume", str(run)],
+                             env=run_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at update {killed_at}" in resumed.stdout
+    _assert_identical(_weights(tmp_path / "ref/last.pt"), _weights(run / "last.pt"))
+
+
+def test_nan_loss_stops_with_message_after_saving_state(tiny_cfg, tmp_path, monkeypatch):
+    real_loss = SSAT.loss
+    calls = {"n": 0}
+
+    def poisoned(self, out, x, labels):
+        loss, parts = real_loss(self, out, x, labels)
+        calls["n"] += 1
+        return (loss * float("nan"), parts) if calls["n"] == 4 and self.training else (loss, parts)
+
+    monkeypatch.setattr(SSAT, "loss", poisoned)
+    cfg = tiny_cfg("train.epochs=1")
+    with pytest.raises(TrainingDiverged) as e:
+        fit(cfg, tmp_path / "run")
+    msg = str(e.value)
+    assert "loss is nan" in msg and "update 3" in msg and "last.pt" in msg and "\n" not in msg
+    saved = load_checkpoint(tmp_path / "run/last.pt")
+    assert saved["train_state"]["step"] == 3
+    monkeypatch.setattr(SSAT, "loss", real_loss)
+    summary = fit(cfg, tmp_path / "run", resume=tmp_path / "run/last.pt")  # resumable after the stop
+    assert summary["steps"] == 1257 // 64
+
+
+def test_real_divergence_through_cli_is_one_line(tiny_config_file, tmp_path):
+    """An absurd learning rate really diverges: one line, exit 3, state saved and loadable."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools/train.py"), "--config", str(tiny_config_file), "--out",
+         str(tmp_path / "r"), "--opts", "train.epochs=1", "train.blr=1e30", "train.clip_grad=null",
+         "train.warmup_epochs=0"],
+        env=run_env(), capture_output=True, text=True)
+    assert out.returncode == 3, out.stderr
+    assert out.stderr.startswith("error: loss is nan") and out.stderr.count("\n") == 1
+    update = int(re.search(r"update (\d+)", out.stderr).group(1))
+    assert load_checkpoint(tmp_path / "r/last.pt")["train_state"]["step"] == update
+
+
+def test_inference_loads_checkpoint_without_decoder(tiny_cfg, tmp_path):
+    fit(tiny_cfg("train.epochs=1"), tmp_path / "run")
+    ckpt = load_checkpoint(tmp_path / "run/best.pt")
+    full = build_model(tiny_cfg(), num_classes=10)
+    full.load_state_dict(ckpt["model"])
+    ckpt["model"] = strip_decoder(ckpt["model"])
+    assert not any(k.startswith("decoder.") for k in ckpt["model"])
+    for k in ("optimizer", "scheduler", "rng"):
+        ckpt.pop(k)
+    torch.save(ckpt, tmp_path / "encoder_only.pt")
+    encoder, cfg = load_inference_model(tmp_path / "encoder_only.pt")
+    x = torch.randn(4, 1, 32, 32)
+    torch.testing.assert_close(encoder(x), full.eval().predict(x))
+    assert cfg.data.name == "digits"
+
+
+def test_cli_config_errors_are_one_line(tmp_path, tiny_config_file):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(tiny_config_file.read_text().replace("epochs: 2", "epoch: 2"))
+    cases = [
+        (["--config", str(bad)], "train.epoch: unknown key"),
+        (["--config", str(tiny_config_file), "--opts", "model.num_frames=8"], "model.num_frames: not an argument"),
+        (["--config", str(tiny_config_file), "--opts", "model.name=vit_huge"], "unknown model 'vit_huge'"),
+        (["--resume", str(tmp_path / "missing")], "checkpoint not found"),
+        (["--config", str(tiny_config_file), "--opts", "data.root=/no/such/dir"], "data.root: /no/such/dir"),
+        (["--config", str(tiny_config_file), "--opts", "train.blr=.nan"], "train.blr: must be a positive"),
+    ]
+    for args, want in cases:
+        out = subprocess.run([sys.executable, str(ROOT / "tools/train.py"), *args, "--out", str(tmp_path / "o")],
+                             env=run_env(), capture_output=True, text=True)
+        assert out.returncode == 2, (args, out.stderr)
+        assert out.stderr.count("\n") == 1 and want in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_digits_training_beats_chance(tiny_cfg, tmp_path):
+    summary = fit(tiny_cfg("train.epochs=6", "model.patch_size=4"), tmp_path / "run")
+    assert summary["test_acc1"] > 60.0  # chance is 10%
+
+
+def test_digits_demo_runs_both_modes(tmp_path):
+    from deepfake_ssat.demo import format_table, run_digits_demo
+    rows = run_digits_demo(tmp_path, epochs=1)
+    assert [r["mode"] for r in rows] == ["scratch", "SSAT"]
+    assert (tmp_path / "results.json").is_file()
+    scratch = load_checkpoint(tmp_path / "digits_vit_tiny_scratch/last.pt")["model"]
+    ssat = load_checkpoint(tmp_path / "digits_vit_tiny_ssat/last.pt")["model"]
+    assert not any(k.startswith("decoder.") for k in scratch) and any(k.startswith("decoder.") for k in ssat)
+    table = format_table(rows)
+    assert "| scratch" in table and "| SSAT" in table
