@@ -26,7 +26,6 @@ from tqdm import tqdm
 from .. import __version__
 from ..config import Config, ConfigError, config_to_dict, dump_config
 from ..data import EpochSampler, SeededItems, build_datasets, num_classes
-from ..data.sampling import derive_seed
 from ..models import SSAT
 from .build import build_model
 from .checkpoint import (atomic_write_json, atomic_write_text, capture_rng, git_revision, load_checkpoint,
@@ -193,6 +192,11 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | None = None,
     writer = SummaryWriter(str(out_dir / "tb"), purge_step=state.step if state.step else None)
     train_items = SeededItems(datasets["train"])
     sampler = EpochSampler(len(train_items), t.seed)
+    # Its own generator: creating an iterator must not draw from the global RNG (exact resume).
+    loader = DataLoader(
+        train_items, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
+        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(t.seed))
     print(f"[train] {out_dir}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
           f"decoder={'yes' if model.decoder is not None else 'no'}, lam={model.lam}, device={device}, "
           f"lr={lr:.2e}, {updates_per_epoch} updates/epoch x {t.epochs} epochs"
@@ -203,10 +207,6 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | None = None,
             epoch = state.step // updates_per_epoch
             first_micro = (state.step % updates_per_epoch) * t.accum_steps
             sampler.set_epoch(epoch, start=first_micro * cfg.data.batch_size)
-            loader = DataLoader(
-                train_items, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
-                num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-                generator=torch.Generator().manual_seed(derive_seed(t.seed, epoch)))
             model.train()
             start = time.perf_counter()
             rng_at_update = capture_rng()
