@@ -1,0 +1,14 @@
+"""Face extraction: decode (decord) -> detect (MTCNN, downscaled, batched) -> track -> square crops.
+
+``tools/extract_faces.py`` is the CLI (:func:`deepfake_ssat.faces.cli.extract_main`).
+"""
+from .datasets import InputError, VideoItem, discover, shard
+from .detect import FaceDetector, FrameFaces, box_iou, link_tracks, square_crop_box
+from .extract import ExtractionParams, extract_video, run_batch, write_index
+from .sampling import SamplingPolicy
+
+__all__ = [
+    "ExtractionParams", "FaceDetector", "FrameFaces", "InputError", "SamplingPolicy", "VideoItem",
+    "box_iou", "discover", "extract_video", "link_tracks", "run_batch", "shard", "square_crop_box",
+    "write_index",
+]

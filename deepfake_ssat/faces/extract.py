@@ -1,0 +1,367 @@
+"""Per-video face extraction (decode -> detect -> track -> square crops + manifest) and the batch runner.
+
+Output of one video, under ``<out>/<item.rel_dir>/``: one image per kept face per sampled frame, named
+by the original frame index (``000123.png``; ``000123_t1.png`` with ``keep="all"``), and
+``manifest.json`` written last. Crops are written into a hidden temp folder renamed into place when
+complete, so a killed run never leaves a folder that looks done; a folder whose manifest matches the
+parameters and the source size is skipped on rerun.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import __version__
+from ..engine.checkpoint import atomic_write_json, atomic_write_text
+from .datasets import VideoItem
+from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
+from .sampling import SamplingPolicy
+
+IMAGE_FORMATS = ("png", "jpg")
+
+
+@dataclass(frozen=True)
+class ExtractionParams:
+    """Everything that changes the crops; a manifest with other parameters is redone on rerun.
+
+    ``detect_max_side`` / ``min_face_size``: MTCNN runs on frames whose longer side is at most
+    ``detect_max_side``, looking for faces of at least ``min_face_size`` pixels at that size.
+    ``crop_scale``: square side = ``max(w, h) * crop_scale``; ``crop_size``: output side in pixels.
+    ``keep``: ``largest`` (the most persistent, then largest, track) or ``all`` tracks.
+    """
+    sampling: SamplingPolicy = field(default_factory=SamplingPolicy)
+    detect_max_side: int = 640
+    min_face_size: int = 40
+    thresholds: tuple[float, float, float] = (0.85, 0.95, 0.95)
+    crop_scale: float = 1.3
+    crop_size: int = 224
+    keep: str = "largest"
+    image_format: str = "png"
+
+    def __post_init__(self) -> None:
+        if self.keep not in ("largest", "all"):
+            raise ValueError(f"keep must be 'largest' or 'all', got {self.keep!r}")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image format must be one of {IMAGE_FORMATS}, got {self.image_format!r}")
+        if self.crop_scale <= 0 or self.crop_size < 1 or self.detect_max_side < 1 or self.min_face_size < 1:
+            raise ValueError("crop_scale, crop_size, detect_max_side and min_face_size must be positive")
+
+    def to_dict(self) -> dict:
+        return {"sampling": self.sampling.to_dict(), "detect_max_side": self.detect_max_side,
+                "min_face_size": self.min_face_size, "thresholds": list(self.thresholds),
+                "crop_scale": self.crop_scale, "crop_size": self.crop_size, "keep": self.keep,
+                "image_format": self.image_format}
+
+    def detector(self, device: str) -> FaceDetector:
+        return FaceDetector(device, self.detect_max_side, self.min_face_size, self.thresholds)
+
+
+class VideoFailure(Exception):
+    """A video that cannot be extracted: ``status`` (e.g. ``unreadable``) and a one-line ``reason``."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:limit]
+
+
+def open_video(path: Path):
+    """A decord ``VideoReader`` on ``path`` with at least one frame, or :class:`VideoFailure`."""
+    import decord
+
+    if not path.is_file():
+        raise VideoFailure("missing", f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise VideoFailure("unreadable", f"{path}: empty file (0 bytes)")
+    try:
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+    except Exception as e:  # decord raises DECORDError / RuntimeError with multi-line C++ messages
+        raise VideoFailure("unreadable", f"{path}: decord cannot open it ({_first_line(e)})") from None
+    if len(reader) == 0:
+        raise VideoFailure("unreadable", f"{path}: no frames")
+    return reader
+
+
+def read_frames(reader, indices: list[int]) -> list[np.ndarray]:
+    """Frames ``indices`` (sorted) as (H, W, 3) uint8 RGB arrays, read forward through the video.
+
+    Gaps are skipped by decoding without colour conversion (``skip_frames``); the reader seeks to a
+    key frame only when that saves more than half of the gap. Faster than ``get_batch``, which seeks
+    back to a key frame for every non-consecutive index.
+    """
+    keys = sorted(int(k) for k in reader.get_key_indices()) or [0]
+    frames, pos = [], 0
+    for i in indices:
+        key = keys[max(bisect.bisect_right(keys, i) - 1, 0)]
+        try:
+            if i < pos or (key > pos and i - key < (i - pos) / 2):
+                reader.seek_accurate(i)
+            elif i > pos:
+                reader.skip_frames(i - pos)
+            frames.append(_unpad_rows(reader.next().asnumpy()))
+        except Exception as e:
+            raise VideoFailure("unreadable", f"decoding frame {i} failed ({_first_line(e)})") from None
+        pos = i + 1
+    return frames
+
+
+def _unpad_rows(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB from a decord frame. decord 0.6 hands narrow frames (e.g. 24x14) over as (H, W, 4):
+    each row is W x 3 RGB bytes plus padding; drop the padding."""
+    if frame.ndim == 3 and frame.shape[2] != 3:
+        height, width = frame.shape[:2]
+        frame = np.ascontiguousarray(frame.reshape(height, -1)[:, :width * 3].reshape(height, width, 3))
+    return frame
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_manifest(path: Path) -> dict | None:
+    """The manifest at ``path``, or None if it is missing or unreadable (then the video is redone)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_done(manifest: dict | None, params: ExtractionParams, source: Path) -> bool:
+    if manifest is None or manifest.get("params") != params.to_dict():
+        return False
+    try:
+        return manifest.get("source", {}).get("size") == source.stat().st_size
+    except OSError:
+        return False
+
+
+def _kept_tracks(tracks: list[Track], faces: list[FrameFaces], keep: str) -> list[Track]:
+    if keep == "all":
+        return tracks
+    best = main_track(tracks, faces)
+    return [best] if best else []
+
+
+def _write_crops(folder: Path, frames: list[np.ndarray], indices: list[int], faces: list[FrameFaces],
+                 tracks: list[Track], params: ExtractionParams) -> list[dict]:
+    """Crop, resize and save every kept detection into ``folder``; returns one manifest entry each.
+
+    ``frames``: (H, W, 3) uint8 RGB, one per sampled index; images are saved RGB-correct (cv2 wants BGR).
+    """
+    height, width = frames[0].shape[:2]
+    entries = []
+    for track in tracks:
+        for pos, det in sorted(track.members.items()):
+            x1, y1, x2, y2 = square_crop_box(faces[pos].boxes[det], params.crop_scale, width, height)
+            crop = frames[pos][y1:y2, x1:x2]
+            interp = cv2.INTER_AREA if crop.shape[0] > params.crop_size else cv2.INTER_LINEAR
+            crop = cv2.resize(crop, (params.crop_size, params.crop_size), interpolation=interp)
+            suffix = "" if params.keep == "largest" else f"_t{track.id}"
+            name = f"{indices[pos]:06d}{suffix}.{params.image_format}"
+            if not cv2.imwrite(str(folder / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"{folder / name}: cannot write image")
+            entries.append({"frame": indices[pos], "file": name, "track": track.id,
+                            "box": faces[pos].boxes[det].round(2).tolist(),
+                            "score": round(float(faces[pos].scores[det]), 5),
+                            "landmarks": faces[pos].landmarks[det].round(2).tolist(),
+                            "crop_box": [x1, y1, x2, y2]})
+    return sorted(entries, key=lambda e: (e["frame"], e["track"]))
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move the finished temp folder to ``final``, replacing an older extraction there."""
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        os.replace(final, old / "old")
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+
+
+def _record(item: VideoItem, status: str, reason: str | None, num_crops: int = 0,
+            skipped: bool = False) -> dict:
+    return {"key": item.rel_dir, "source": str(item.path), "status": status, "reason": reason,
+            "num_crops": num_crops, "skipped": skipped}
+
+
+def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, detector: FaceDetector) -> dict:
+    """Extract one video into ``out_root / item.rel_dir``; returns its summary record.
+
+    Record: ``key``, ``source``, ``status`` (ok | no_face | unreadable | missing | bad_metadata |
+    duplicate), ``reason`` (one line or None), ``num_crops``, ``skipped`` (finished by an earlier run).
+    """
+    if item.problem:
+        return _record(item, *item.problem)
+    final = out_root / item.rel_dir
+    manifest = load_manifest(final / "manifest.json")
+    if _is_done(manifest, params, item.path):
+        return _record(item, manifest["status"], manifest.get("reason"), len(manifest["crops"]), skipped=True)
+    start = time.perf_counter()
+    try:
+        reader = open_video(item.path)
+        num_frames = len(reader)
+        indices = params.sampling.indices(num_frames)
+        frames = read_frames(reader, indices)
+    except VideoFailure as e:
+        return _record(item, e.status, e.reason)
+    faces = detector.detect(frames)
+    tracks = link_tracks(faces)
+    kept = _kept_tracks(tracks, faces, params.keep)
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        crops = _write_crops(tmp, frames, indices, faces, kept, params)
+        _publish(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    requested = params.sampling.requested()
+    status, reason = _status(len(indices), requested, num_frames, crops, kept)
+    manifest = {
+        "tool": "deepfake_ssat.faces", "version": __version__, "status": status, "reason": reason,
+        "source": {"path": str(item.path.resolve()), "size": item.path.stat().st_size,
+                   "sha256": sha256_file(item.path)},
+        **item.identity(),
+        "fps": float(reader.get_avg_fps()), "num_frames": num_frames,
+        "width": int(frames[0].shape[1]), "height": int(frames[0].shape[0]),
+        "frames_requested": requested, "sampled": indices,
+        "clips": params.sampling.clip_lists(num_frames) if params.sampling.clips else None,
+        "frames_without_face": sorted(set(indices) - {c["frame"] for c in crops}),
+        "num_tracks": len(tracks), "kept_tracks": [t.id for t in kept],
+        "crops": crops, "params": params.to_dict(),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    atomic_write_json(final / "manifest.json", manifest)
+    return _record(item, status, reason, len(crops))
+
+
+def _status(sampled: int, requested: int, num_frames: int, crops: list[dict],
+            kept: list[Track]) -> tuple[str, str | None]:
+    if not kept:
+        return "no_face", f"no face found in {sampled} sampled frames"
+    notes = []
+    if sampled < requested:
+        notes.append(f"video has {num_frames} frames: {sampled} sampled of {requested} asked")
+    with_face = len({c["frame"] for c in crops})
+    if with_face < sampled:
+        notes.append(f"no face in {sampled - with_face} of {sampled} sampled frames")
+    return "ok", "; ".join(notes) or None
+
+
+def safe_extract(item: VideoItem, out_root: Path, params: ExtractionParams, detector: FaceDetector) -> dict:
+    """:func:`extract_video`, with any unexpected error recorded as status ``error`` (one line)."""
+    try:
+        return extract_video(item, out_root, params, detector)
+    except Exception as e:
+        return _record(item, "error", f"{item.path}: {type(e).__name__}: {_first_line(e)}")
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(params: ExtractionParams, device: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["detector"] = params.detector(device)
+
+
+def _work(item: VideoItem, out_root: Path, params: ExtractionParams) -> dict:
+    return safe_extract(item, out_root, params, _WORKER["detector"])
+
+
+def iter_extract(items: list[VideoItem], out_root: Path, params: ExtractionParams, device: str = "cpu",
+                 workers: int = 1):
+    """Yield one record per item (completion order); ``workers > 1`` runs videos in parallel processes."""
+    pending = [it for it in items if not it.problem]
+    for item in items:
+        if item.problem:
+            yield _record(item, *item.problem)
+    if workers <= 1:
+        detector = params.detector(device) if pending else None
+        for item in pending:
+            yield safe_extract(item, out_root, params, detector)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(params, device, threads)) as pool:
+        futures = [pool.submit(_work, item, out_root, params) for item in pending]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def write_index(out_root: Path) -> int:
+    """Rebuild ``out_root/index.jsonl`` (one line per finished video, from its manifest); returns lines."""
+    lines = []
+    for path in sorted(out_root.rglob("manifest.json")):
+        m = load_manifest(path)
+        if m is None or m.get("tool") != "deepfake_ssat.faces":
+            continue
+        row = {k: m.get(k) for k in ("dataset", "method", "compression", "video_id", "part", "label",
+                                     "original", "status", "fps", "num_frames")}
+        row.update(dir=path.parent.relative_to(out_root).as_posix(), num_crops=len(m["crops"]),
+                   frames=[c["frame"] for c in m["crops"]], files=[c["file"] for c in m["crops"]])
+        lines.append(json.dumps(row))
+    atomic_write_text(out_root / "index.jsonl", "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def summary_name(shard_index: int, num_shards: int) -> str:
+    """``summary.json``, or ``summary.shard-I-of-N.json`` so that concurrent shards never collide."""
+    return "summary.json" if num_shards == 1 else f"summary.shard-{shard_index}-of-{num_shards}.json"
+
+
+def run_batch(items: list[VideoItem], out_root: Path, params: ExtractionParams, device: str = "cpu",
+              workers: int = 1, shard_index: int = 0, num_shards: int = 1, progress: bool = True) -> dict:
+    """Extract ``items`` into ``out_root``, write the summary and rebuild ``index.jsonl``; returns the summary.
+
+    Per-video failures are recorded (status + one-line reason) and the batch goes on.
+    """
+    from tqdm import tqdm
+
+    out_root.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    records, faces = [], 0
+    with tqdm(total=len(items), unit="video", desc="faces", disable=not progress, dynamic_ncols=True) as bar:
+        for record in iter_extract(items, out_root, params, device, workers):
+            records.append(record)
+            faces += record["num_crops"]
+            bar.update()
+            bar.set_postfix(faces=faces, failed=sum(r["status"] not in ("ok", "no_face") for r in records))
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    summary = {
+        "version": __version__, "out": str(out_root), "shard": {"index": shard_index, "count": num_shards},
+        "params": params.to_dict(), "num_videos": len(records), "counts": counts,
+        "skipped": sum(r["skipped"] for r in records), "num_crops": faces,
+        "seconds": round(time.perf_counter() - start, 3),
+        "videos": sorted(records, key=lambda r: r["key"]),
+    }
+    atomic_write_json(out_root / summary_name(shard_index, num_shards), summary)
+    summary["index_lines"] = write_index(out_root)
+    return summary
