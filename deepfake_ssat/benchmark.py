@@ -41,8 +41,9 @@ P1_GOAL = 1.05  # measured_over_analytic <= this
 P2_GOAL = 0.6  # cpu_fraction_of_matmul_peak >= this
 
 MODEL_ALIASES = {"tiny": "videomae_test", "small": "videomae_small", "base": "videomae_base"}
-TINY_NOTE = ("tiny test model (videomae_test: width 64, depth 2): per-op and Python overheads dominate, "
-             "its ratios say little about the real encoders")
+TINY_NOTE = ("tiny test model (videomae_test: width 64, depth 2, patch 8): not representative of the real "
+             "encoders; at its native 8x32x32 per-op and Python overheads dominate, at larger inputs its many "
+             "patch-8 tokens make attention dominate")
 
 OPTIMIZER = {"name": "torch.optim.AdamW", "lr": 1.0e-4, "betas": (0.9, 0.95), "weight_decay": 0.05}
 
@@ -165,24 +166,42 @@ def time_interleaved(
     """Run the ``steps`` round-robin ``warmup + repeats`` times; time the last ``repeats`` rounds.
 
     Every round runs each step once (A B C, then C B A the next round, ...), so slow drift and
-    background load hit every step alike. Returns per step ``{"seconds": [...], "cpu_seconds": [...]}``
-    (``time.perf_counter`` wall time and ``time.process_time`` CPU time, one entry per timed round).
+    background load hit every step alike. Returns per step ``{"seconds": [...], "cpu_seconds": [...],
+    "sys_seconds": [...], "minor_faults": [...]}``, one entry per timed round: ``time.perf_counter``
+    wall time, ``time.process_time`` CPU time, and (from ``getrusage``; 0 where unavailable) kernel
+    time and minor page faults, which show memory being handed back to the OS and faulted in again.
     """
     names = list(steps)
-    out: dict[str, dict[str, list[float]]] = {n: {"seconds": [], "cpu_seconds": []} for n in names}
+    fields = ("seconds", "cpu_seconds", "sys_seconds", "minor_faults")
+    out: dict[str, dict[str, list[float]]] = {n: {f: [] for f in fields} for n in names}
     gc.collect()
     for r in range(warmup + repeats):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
+            u0 = _rusage()
             c0 = time.process_time()
             t0 = time.perf_counter()
             steps[name]()
             t1 = time.perf_counter()
             c1 = time.process_time()
+            u1 = _rusage()
             if r >= warmup:
-                out[name]["seconds"].append(t1 - t0)
-                out[name]["cpu_seconds"].append(c1 - c0)
+                rec = out[name]
+                rec["seconds"].append(t1 - t0)
+                rec["cpu_seconds"].append(c1 - c0)
+                rec["sys_seconds"].append(u1[0] - u0[0])
+                rec["minor_faults"].append(u1[1] - u0[1])
     return out
+
+
+def _rusage() -> tuple[float, int]:
+    """(kernel CPU seconds, minor page faults) of this process so far; zeros without ``resource``."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0.0, 0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_stime, ru.ru_minflt
 
 
 def measure_matmul(n: int = 2048, repeats: int = 10, warmup: int = 3) -> dict[str, Any]:
@@ -220,6 +239,14 @@ def _gflops(by_op: dict[str, int]) -> dict[str, float]:
     return {k: round(v / 1e9, 4) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}
 
 
+def _spread(xs: Sequence[float]) -> float:
+    """Interquartile range / median of the timings (0 with fewer than 2)."""
+    if len(xs) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    return (q3 - q1) / _median(xs)
+
+
 def _utilization(t: dict[str, list[float]], threads: int) -> float:
     """CPU seconds / (wall seconds x threads): ~1 when the step had all its threads' cores to itself."""
     return sum(t["cpu_seconds"]) / max(sum(t["seconds"]) * threads, 1e-12)
@@ -231,7 +258,7 @@ def benchmark_model(
         img_size: int | None = 112,
         batch: int = 2,
         ratios: Sequence[float] = (0.75, 0.95),
-        repeats: int = 5,
+        repeats: int = 10,
         warmup: int = 2,
         matmul_gflops_per_s: float | None = None,
         seed: int = 0,
@@ -249,6 +276,7 @@ def benchmark_model(
     threads = torch.get_num_threads()
     if matmul_gflops_per_s is None:
         matmul_gflops_per_s = measure_matmul()["gflops_per_s_median"]
+    monitor = CpuMonitor().start()
     scratch, ssat = build_variants(model, ratios, frames, img_size, seed=seed)
     x, y = make_batch(scratch, batch, seed)
     variants: dict[str, SSAT] = {"scratch": scratch, **{f"ssat@{r:g}": m for r, m in ssat.items()}}
@@ -261,6 +289,7 @@ def benchmark_model(
         return lambda: train_step(variants[key], optimizers[key], x, y)
 
     times = time_interleaved({k: stepper(k) for k in variants}, repeats, warmup)
+    machine = monitor.stop()
 
     enc = scratch.encoder
     num_tokens = enc.patch_embed.num_patches if hasattr(enc, "patch_embed") else None
@@ -274,9 +303,14 @@ def benchmark_model(
         "batch": batch,
         "tokens": num_tokens,
         "encoder_params": _params(enc),
+        "machine_load": machine,
         "scratch": {
             "step_seconds": scratch_t,
             "step_seconds_all": times["scratch"]["seconds"],
+            "step_seconds_min": min(times["scratch"]["seconds"]),
+            "step_seconds_spread": _spread(times["scratch"]["seconds"]),
+            "sys_seconds_per_step": _median(times["scratch"]["sys_seconds"]),
+            "minor_faults_per_step": int(_median(times["scratch"]["minor_faults"])),
             "step_gflops": scratch_f / 1e9,
             "step_gflops_per_s": step_gflops_per_s,
             "cpu_utilization": _utilization(times["scratch"], threads),
@@ -311,11 +345,16 @@ def benchmark_model(
             "decoder_params": _params(m.decoder),
             "ssat_step_seconds": ssat_t,
             "ssat_step_seconds_all": t["seconds"],
+            "ssat_step_seconds_min": min(t["seconds"]),
+            "ssat_step_seconds_spread": _spread(t["seconds"]),
+            "sys_seconds_per_step": _median(t["sys_seconds"]),
+            "minor_faults_per_step": int(_median(t["minor_faults"])),
             "ssat_step_gflops": ssat_f / 1e9,
             "ssat_step_gflops_per_s": ssat_f / ssat_t / 1e9,
             "cpu_utilization": _utilization(t, threads),
             "ssat_over_scratch": measured,
             "ssat_over_scratch_paired_median": paired,
+            "ssat_over_scratch_of_minima": min(t["seconds"]) / min(times["scratch"]["seconds"]),
             "analytic_flop_ratio": analytic,
             "measured_over_analytic": measured / analytic,
             "goal": P1_GOAL,
@@ -343,25 +382,74 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+class CpuMonitor:
+    """CPU time of the whole machine vs this process between ``start()`` and ``stop()`` (Linux /proc/stat).
+
+    ``stop()`` returns ``other_processes_cpu_fraction`` (busy CPU time not spent by this process, over
+    wall x cores) and ``steal_fraction`` (time the hypervisor gave the vCPUs to someone else), or an
+    empty dict where /proc/stat is unreadable.
+    """
+
+    def __init__(self) -> None:
+        self._start: tuple[list[int], float, float] | None = None
+
+    @staticmethod
+    def _stat() -> list[int] | None:
+        try:
+            with open("/proc/stat") as f:
+                return [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _own_cpu() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    def start(self) -> "CpuMonitor":
+        stat = self._stat()
+        self._start = None if stat is None else (stat, self._own_cpu(), time.perf_counter())
+        return self
+
+    def stop(self) -> dict[str, float]:
+        stat = self._stat()
+        if self._start is None or stat is None:
+            return {}
+        stat0, own0, wall0 = self._start
+        d = [b - a for a, b in zip(stat0, stat)]
+        hz = os.sysconf("SC_CLK_TCK")
+        # user nice system idle iowait irq softirq steal (guest time is already inside user)
+        busy = (d[0] + d[1] + d[2] + d[5] + d[6]) / hz
+        steal = (d[7] if len(d) > 7 else 0) / hz
+        capacity = max((time.perf_counter() - wall0) * (os.cpu_count() or 1), 1e-9)
+        return {
+            "other_processes_cpu_fraction": round(max(busy - (self._own_cpu() - own0), 0.0) / capacity, 4),
+            "steal_fraction": round(steal / capacity, 4),
+        }
+
+
 def run_model_benchmark(
         models: Iterable[str] = ("small", "tiny"),
         frames: int | None = 16,
         img_size: int | None = 112,
         batch: int = 2,
         ratios: Sequence[float] = (0.75, 0.95),
-        repeats: int = 5,
+        repeats: int = 10,
         warmup: int = 2,
         matmul_size: int = 2048,
         command: str | None = None,
         seed: int = 0,
+        malloc: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole ``model`` benchmark as one JSON-able dict (see the module docstring).
 
     The matmul throughput is measured before and after the models; P2 divides by the higher
-    median of the two (the more demanding reference).
+    median of the two (the more demanding reference). ``malloc`` (what :func:`~deepfake_ssat.engine.runtime.tune_malloc` returned,
+    if the caller ran it) is recorded as is.
     """
     start = time.perf_counter()
     load_start = _loadavg()
+    monitor = CpuMonitor().start()
     threads = torch.get_num_threads()
     mm_before = measure_matmul(matmul_size)
     results: dict[str, Any] = {}
@@ -376,17 +464,20 @@ def run_model_benchmark(
         p2["matmul_gflops_per_s"] = matmul_ref
         p2["cpu_fraction_of_matmul_peak"] = p2["step_gflops_per_s"] / matmul_ref
         p2["p2_ok"] = bool(p2["cpu_fraction_of_matmul_peak"] >= P2_GOAL)
-    warnings = contention_warnings(load_start, results, threads)
+    machine = monitor.stop()
+    warnings = contention_warnings(machine, results, threads)
     return {
         "benchmark": "model",
         "command": command if command is not None else " ".join([sys.executable] + sys.argv),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
+        "python_executable": sys.executable,
         "device": "cpu",
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "dtype": "float32",
+        "malloc": malloc or {"tuned": False, "why": "default allocator settings (--default-malloc)"},
         "settings": {
             "models": {n: resolve_model_name(n) for n in results},
             "frames": frames,
@@ -397,7 +488,7 @@ def run_model_benchmark(
             "warmup": warmup,
             "seed": seed,
             "scratch": "SSAT wrapper with lam=1.0 and no decoder (classification pass only)",
-            "ssat": "lam=0.1, DecoderConfig() (depth 2, width 128, 16 heads), tube masking",
+            "ssat": "lam=0.1, DecoderConfig() (depth 2, width 128, 4 heads), tube masking",
             "optimizer": {**OPTIMIZER, "betas": list(OPTIMIZER["betas"]), "implementation": "torch default"},
         },
         "timing_method": (
@@ -406,7 +497,11 @@ def run_model_benchmark(
             f"run round-robin, order reversed every other round (ABBA...), {warmup} warm-up rounds "
             f"then {repeats} timed rounds; step time = median over the timed rounds; "
             "ssat_over_scratch = ratio of medians (ssat_over_scratch_paired_median: median of "
-            "per-round ratios). cpu_utilization = process CPU time / (wall time x threads)."
+            "per-round ratios; ssat_over_scratch_of_minima: ratio of the fastest steps); "
+            "*_spread = interquartile range / median; sys_seconds_per_step and minor_faults_per_step "
+            "(getrusage, medians) expose allocator page-fault churn. cpu_utilization = process CPU time / "
+            "(wall time x threads); machine_load (from /proc/stat): CPU time used by other processes "
+            "and hypervisor steal, as fractions of wall time x cores."
         ),
         "flop_method": (
             "torch.utils.flop_counter.FlopCounterMode(display=False) around one train step "
@@ -421,8 +516,7 @@ def run_model_benchmark(
             "after": mm_after,
             "reference_gflops_per_s": matmul_ref,
         },
-        "loadavg_start": load_start,
-        "loadavg_end": _loadavg(),
+        "machine_load": {**machine, "loadavg_start": load_start, "loadavg_end": _loadavg()},
         "models": results,
         "summary": {
             name: {
@@ -439,12 +533,15 @@ def run_model_benchmark(
     }
 
 
-def contention_warnings(load_start: list[float] | None, results: dict[str, Any], threads: int,
-                        min_utilization: float = 0.8) -> list[str]:
-    """Say when other processes competed for the cores (the timings then mean little)."""
+def contention_warnings(machine: dict[str, float], results: dict[str, Any], threads: int,
+                        min_utilization: float = 0.8, max_other: float = 0.05) -> list[str]:
+    """Say when other processes or the hypervisor competed for the cores (the timings then mean little)."""
     out = []
-    if load_start is not None and load_start[0] > 0.5:
-        out.append(f"1-min load average was {load_start[0]} before the benchmark started: other processes were busy")
+    for name, res in [("whole run", {"machine_load": machine}), *results.items()]:
+        load = res.get("machine_load") or {}
+        for key in ("other_processes_cpu_fraction", "steal_fraction"):
+            if load.get(key, 0.0) > max_other:
+                out.append(f"{name}: {key} = {load[key]:.3f} (> {max_other}): the cores were shared")
     for name, res in results.items():
         utils = {"scratch": res["scratch"]["cpu_utilization"],
                  **{f"ssat@{k}": v["cpu_utilization"] for k, v in res["ratios"].items()}}
@@ -463,11 +560,12 @@ def format_summary(result: dict[str, Any]) -> str:
         p2 = res["p2"]
         lines.append(f"{name} ({res['model']}, input {res['input_shape']}): scratch {p2['step_seconds']:.3f} s, "
                      f"{p2['step_gflops']:.2f} GFLOP, {p2['step_gflops_per_s']:.1f} GFLOP/s = "
-                     f"{p2['cpu_fraction_of_matmul_peak']:.2f} of matmul peak (P2 {'ok' if p2['p2_ok'] else 'FAIL'})")
+                     f"{p2['cpu_fraction_of_matmul_peak']:.2f} of matmul peak (P2 {'ok' if p2['p2_ok'] else 'FAIL'}), "
+                     f"{res['scratch']['minor_faults_per_step']} page faults/step")
         for k, v in res["ratios"].items():
             lines.append(f"  mask {k}: ssat {v['ssat_step_seconds']:.3f} s, measured x{v['ssat_over_scratch']:.3f} "
                          f"vs FLOPs x{v['analytic_flop_ratio']:.3f} -> {v['measured_over_analytic']:.3f} "
-                         f"(P1 {'ok' if v['p1_ok'] else 'FAIL'})")
+                         f"(P1 {'ok' if v['p1_ok'] else 'FAIL'}), {v['minor_faults_per_step']} page faults/step")
         if res.get("note"):
             lines.append(f"  note: {res['note']}")
     lines += [f"warning: {w}" for w in result.get("warnings", [])]

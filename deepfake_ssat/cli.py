@@ -22,6 +22,8 @@ def train_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from .engine import TrainingDiverged, fit, load_checkpoint
+    from .engine.runtime import tune_malloc
+    tune_malloc()  # CPU steps otherwise re-fault freed activation memory every step
     try:
         resume = None
         if args.resume:

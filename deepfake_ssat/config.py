@@ -39,10 +39,11 @@ class ModelConfig:
 
 @dataclass
 class DecoderConfig:
-    """MAE decoder (paper: depth 2, width 128, 16 heads)."""
+    """MAE decoder (paper: depth 2, width 128). 4 heads of dim 32: the authors' 16 heads of dim 8
+    run attention ~4x slower per FLOP on CPU; set ``num_heads: 16`` to match their code exactly."""
     embed_dim: int = 128
     depth: int = 2
-    num_heads: int = 16
+    num_heads: int = 4
     mlp_ratio: float = 4.0
 
 

@@ -13,13 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deepfake_ssat.benchmark import (  # noqa: E402
-    benchmark_model, build_variants, count_step_flops, format_summary, make_batch, make_optimizer,
+    CpuMonitor, benchmark_model, build_variants, count_step_flops, format_summary, make_batch, make_optimizer,
     run_model_benchmark, time_interleaved)
 
 TINY = dict(frames=8, img_size=32, batch=2)
 RATIO_KEYS = {
     "mask_ratio", "visible_tokens", "ssat_step_seconds", "ssat_step_gflops", "ssat_over_scratch",
     "analytic_flop_ratio", "measured_over_analytic", "p1_ok", "goal", "cpu_utilization",
+    "minor_faults_per_step", "sys_seconds_per_step",
 }
 P2_KEYS = {"cpu_fraction_of_matmul_peak", "step_gflops", "step_seconds", "matmul_gflops_per_s",
            "step_gflops_per_s", "p2_ok", "goal"}
@@ -39,6 +40,7 @@ def _check_model_result(res: dict) -> None:
     assert res["input_shape"] == [2, 3, 8, 32, 32]
     assert "tiny test model" in res["note"]
     assert P2_KEYS <= res["p2"].keys()
+    assert isinstance(res["machine_load"], dict)
     assert isinstance(res["p2"]["p2_ok"], bool)
     assert res["p2"]["step_gflops"] > 0 and res["p2"]["step_seconds"] > 0
     assert set(res["ratios"]) == {"0.75", "0.95"}
@@ -88,12 +90,19 @@ def test_flops_include_cpu_attention_and_match_vit_estimate():
     assert attention == depth * 14 * b * n * n * d
 
 
+def test_cpu_monitor_fractions():
+    load = CpuMonitor().start().stop()
+    if os.path.exists("/proc/stat"):
+        assert set(load) == {"other_processes_cpu_fraction", "steal_fraction"}
+        assert all(0.0 <= v <= 1.5 for v in load.values())
+
+
 def test_time_interleaved_alternates_order():
     calls = []
     steps = {k: (lambda k=k: calls.append(k)) for k in "ABC"}
     out = time_interleaved(steps, repeats=3, warmup=1)
     assert calls == list("ABCCBAABCCBA")
-    assert all(len(v["seconds"]) == 3 and len(v["cpu_seconds"]) == 3 for v in out.values())
+    assert all(len(v[f]) == 3 for v in out.values() for f in ("seconds", "cpu_seconds", "sys_seconds", "minor_faults"))
 
 
 def _env_without_pythonpath() -> dict:
@@ -111,9 +120,11 @@ def test_cli_model_json():
     result = json.loads(proc.stdout)
     assert result["benchmark"] == "model"
     assert result["command"].startswith("python tools/benchmark.py model --json --models tiny")
-    for key in ("torch_version", "threads", "device", "timing_method", "flop_method", "matmul", "summary"):
+    for key in ("torch_version", "threads", "device", "timing_method", "flop_method", "matmul", "summary",
+                "machine_load", "warnings", "wall_seconds"):
         assert key in result
     assert result["threads"] == 1
+    assert result["malloc"]["tuned"] is True  # the CLI applies what tools/train.py applies
     assert result["settings"]["batch"] == 2 and result["settings"]["mask_ratios"] == [0.75, 0.95]
     _check_model_result(result["models"]["tiny"])
 
@@ -142,6 +153,7 @@ def test_run_model_benchmark_and_text_summary():
     result = run_model_benchmark(models=["tiny"], ratios=(0.75, 0.95), repeats=1, warmup=0, matmul_size=128,
                                  command="test", **TINY)
     assert json.loads(json.dumps(result))["command"] == "test"
+    assert result["malloc"]["tuned"] is False
     _check_model_result(result["models"]["tiny"])
     assert result["matmul"]["reference_gflops_per_s"] == result["models"]["tiny"]["p2"]["matmul_gflops_per_s"]
     text = format_summary(result)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks: ``python tools/benchmark.py model --json [--models small,tiny] [--frames 16] ...``.
 
-Sub-commands: ``model`` (SSAT vs scratch train-step cost, P1/P2). Prints one JSON object to stdout.
+Sub-commands: ``model`` (SSAT vs scratch train-step cost, P1/P2); ``faces`` (face extraction speed, P3/P4). Prints one JSON object to stdout.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _csv(kind):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{model}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{model,faces}")
 
     p = sub.add_parser("model", help="SSAT vs scratch train step: time ratio vs FLOP ratio (P1), "
                                      "fraction of fp32 matmul peak (P2)")
@@ -39,11 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, default=112, help="frame size in pixels (default 112)")
     p.add_argument("--batch", type=int, default=2, help="clips per step (default 2)")
     p.add_argument("--ratios", type=_csv(float), default=[0.75, 0.95], help="MAE mask ratios (default 0.75,0.95)")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds per model (default 5)")
+    p.add_argument("--repeats", type=int, default=10, help="timed rounds per model (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds per model first (default 2)")
     p.add_argument("--matmul-size", type=int, default=2048, help="square fp32 matmul for the peak (default 2048)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="skip the glibc allocator tuning that tools/train.py applies (mallopt: keep freed "
+                        "memory in the process so steps do not re-fault it)")
     p.add_argument("--seed", type=int, default=0)
+
+    f = sub.add_parser("faces", help="face extraction vs naive full-resolution MTCNN (P3) and vs decode only (P4)")
+    f.add_argument("--json", action="store_true", help="print one JSON object (default: a one-line summary)")
+    f.add_argument("--frames", type=int, default=32, help="frames sampled from the video (default 32)")
+    f.add_argument("--video-frames", type=int, default=300, help="length of the 1080p test video (default 300)")
+    f.add_argument("--repeats", type=int, default=3, help="timed rounds of decode and ours, best kept (default 3)")
+    f.add_argument("--device", default="cpu", help="MTCNN device (default cpu)")
+    f.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     return parser
 
 
@@ -52,19 +63,28 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from deepfake_ssat.benchmark import format_summary, run_model_benchmark
+    from deepfake_ssat.engine.runtime import tune_malloc
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc = None if getattr(args, "default_malloc", True) else tune_malloc()
     command = shlex.join(["python", "tools/benchmark.py"] + (sys.argv[1:] if argv is None else list(argv)))
     if args.command == "model":
         try:
             result = run_model_benchmark(
                 models=args.models, frames=args.frames, img_size=args.img_size, batch=args.batch,
                 ratios=args.ratios, repeats=args.repeats, warmup=args.warmup,
-                matmul_size=args.matmul_size, command=command, seed=args.seed)
+                matmul_size=args.matmul_size, command=command, seed=args.seed, malloc=malloc)
         except (KeyError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    elif args.command == "faces":
+        from deepfake_ssat.faces.benchmark import format_faces, run_faces_benchmark
+
+        result = run_faces_benchmark(num_frames=args.video_frames, frames=args.frames, repeats=args.repeats,
+                                     device=args.device, command=command)
+        print(json.dumps(result, indent=2) if args.json else format_faces(result))
+        return 0
     print(json.dumps(result, indent=2) if args.json else format_summary(result))
     return 0
 

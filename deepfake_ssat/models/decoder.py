@@ -28,7 +28,7 @@ class MAEDecoder(nn.Module):
             num_prefix_tokens: int = 0,
             embed_dim: int = 128,
             depth: int = 2,
-            num_heads: int = 16,
+            num_heads: int = 4,
             mlp_ratio: float = 4.0,
             norm_layer: Callable[..., nn.Module] = partial(nn.LayerNorm, eps=1e-6),
     ):

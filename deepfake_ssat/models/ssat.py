@@ -66,9 +66,8 @@ def ssat_loss(
     if out.pred is not None:
         target = target.float()
         if norm_pix_loss:
-            mean = target.mean(dim=-1, keepdim=True)  # [B, L, 1]
-            var = target.var(dim=-1, keepdim=True)  # [B, L, 1]
-            target = (target - mean) / (var + 1.0e-6) ** 0.5
+            var, mean = torch.var_mean(target, dim=-1, keepdim=True)  # [B, L, 1] each (unbiased var)
+            target = (target - mean) * torch.rsqrt(var + 1.0e-6)
         per_token = ((out.pred.float() - target) ** 2).mean(dim=-1)  # [B, L]
         rec = (per_token * out.mask).sum() / out.mask.sum()
         total = total + (1.0 - lam) * rec
@@ -114,13 +113,14 @@ class SSAT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> SSATOutput:
         """x [B, C, H, W] or [B, C, T, H, W] -> logits (full pass), prediction and mask (visible pass)."""
+        tokens = self.encoder.embed(x)  # [B, P + L, D], shared by both passes
         logits = None
         if self.lam > 0:
-            logits = self.encoder.forward_head(self.encoder.forward_features(x))
+            logits = self.encoder.forward_head(self.encoder.forward_tokens(tokens))
         if self.decoder is None:
             return SSATOutput(logits, None, None)
         ids_keep, mask, ids_restore = self.random_mask(x.shape[0], x.device)
-        latent = self.encoder.forward_features(x, ids_keep)  # [B, P + L_keep, D]
+        latent = self.encoder.forward_tokens(tokens, ids_keep)  # [B, P + L_keep, D]
         pred = self.decoder(latent, ids_restore)  # [B, L, patch_dim]
         return SSATOutput(logits, pred, mask)
 

@@ -115,13 +115,20 @@ class VideoViT(nn.Module):
     def no_weight_decay(self) -> set[str]:
         return set()  # the position embedding is a fixed buffer; norms and biases are 1-D (no decay)
 
-    def forward_features(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, C, T, H, W] -> tokens [B, L, D], or [B, L_keep, D] for the visible ``ids_keep``."""
-        x = self.patch_embed(x) + self.pos_embed.to(x.dtype)  # [B, L, D]
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, T, H, W] -> tubelet tokens with positions [B, L, D]."""
+        return self.patch_embed(x) + self.pos_embed.to(x.dtype)
+
+    def forward_tokens(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedded tokens [B, L, D] -> encoded [B, L, D], or [B, L_keep, D] for the visible ``ids_keep``."""
         if ids_keep is not None:
             x = gather_tokens(x, ids_keep)  # [B, L_keep, D]
         x = self.blocks(x)
         return self.norm(x)
+
+    def forward_features(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, C, T, H, W] -> tokens [B, L, D], or [B, L_keep, D] for the visible ``ids_keep``."""
+        return self.forward_tokens(self.embed(x), ids_keep)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Tokens [B, L, D] -> logits [B, num_classes] (mean-pool, LayerNorm, linear)."""

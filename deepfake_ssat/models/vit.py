@@ -24,10 +24,12 @@ class ImageViT(VisionTransformer):
         self.patch_size = self.patch_embed.patch_size[0]
         self.grid_size = tuple(self.patch_embed.grid_size)
 
-    def forward_features(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, C, H, W] -> tokens [B, P + L, D], or [B, P + L_keep, D] for the visible ``ids_keep``."""
-        x = self.patch_embed(x)  # [B, L, D]
-        x = self._pos_embed(x)  # [B, P + L, D]
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, H, W] -> prefix + patch tokens with positions [B, P + L, D]."""
+        return self._pos_embed(self.patch_embed(x))
+
+    def forward_tokens(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedded tokens [B, P + L, D] -> encoded [B, P + L, D], or [B, P + L_keep, D] for ``ids_keep``."""
         if ids_keep is not None:
             prefix, patches = x[:, :self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
             x = torch.cat([prefix, gather_tokens(patches, ids_keep)], dim=1)  # [B, P + L_keep, D]
@@ -35,6 +37,10 @@ class ImageViT(VisionTransformer):
         x = self.norm_pre(x)
         x = self.blocks(x)
         return self.norm(x)
+
+    def forward_features(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, C, H, W] -> tokens [B, P + L, D], or [B, P + L_keep, D] for the visible ``ids_keep``."""
+        return self.forward_tokens(self.embed(x), ids_keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -57,7 +63,7 @@ def vit_digits(**kwargs) -> ImageViT:
     """Small ViT for the bundled 32x32 digits: patch 4, embed 128, depth 4, 4 heads (CPU demo)."""
     return ImageViT(**{
         "img_size": 32, "patch_size": 4, "in_chans": 1, "num_classes": 10,
-        "embed_dim": 128, "depth": 4, "num_heads": 4, **kwargs,
+        "embed_dim": 96, "depth": 4, "num_heads": 3, **kwargs,
     })
 
 
