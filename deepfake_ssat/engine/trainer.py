@@ -56,8 +56,9 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW (0.9, 0.95); no weight decay on 1-D params (norms, biases) or ``no_weight_decay()`` names."""
-    return create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    """AdamW (0.9, 0.95), multi-tensor; no weight decay on 1-D params (norms, biases) or ``no_weight_decay()`` names."""
+    return create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95),
+                               foreach=True)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_updates: int, warmup_updates: int,

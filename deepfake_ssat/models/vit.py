@@ -60,7 +60,7 @@ def vit_small_patch16_224(**kwargs) -> ImageViT:
 
 @register_model
 def vit_digits(**kwargs) -> ImageViT:
-    """Small ViT for the bundled 32x32 digits: patch 4, embed 128, depth 4, 4 heads (CPU demo)."""
+    """Small ViT for the bundled 32x32 digits: patch 4, embed 96, depth 4, 3 heads (CPU demo)."""
     return ImageViT(**{
         "img_size": 32, "patch_size": 4, "in_chans": 1, "num_classes": 10,
         "embed_dim": 96, "depth": 4, "num_heads": 3, **kwargs,
