@@ -1,7 +1,6 @@
 """The digits demo: the same ViT trained from scratch and with SSAT, same epochs, one table."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

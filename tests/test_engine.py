@@ -63,6 +63,17 @@ def test_resume_is_bit_exact(tiny_cfg, tmp_path, opts, stop):
         (tmp_path / "split/metrics.csv").read_text().count("\n")
 
 
+def test_resume_with_new_learning_rate_uses_it(tiny_cfg, tmp_path):
+    """Hyper-parameters overridden at resume act (e.g. a lower blr after a NaN stop)."""
+    fit(tiny_cfg("train.blr=2e-3"), tmp_path / "run", max_steps=5)
+    fit(tiny_cfg("train.blr=4e-3"), tmp_path / "run", resume=tmp_path / "run/last.pt", max_steps=6)
+    fit(tiny_cfg("train.blr=4e-3"), tmp_path / "ref", max_steps=6)
+    resumed = load_checkpoint(tmp_path / "run/last.pt")["optimizer"]["param_groups"]
+    reference = load_checkpoint(tmp_path / "ref/last.pt")["optimizer"]["param_groups"]
+    assert [g["lr"] for g in resumed] == [g["lr"] for g in reference]
+    assert resumed[0]["initial_lr"] == 4e-3 * 64 / 256
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_exact(tiny_config_file, tmp_path):
     """A real kill -9 mid-run; resuming from whatever last.pt exists must end bit-identical."""

@@ -169,8 +169,12 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | None = None,
     if resume is not None:
         ckpt = load_checkpoint(resume, map_location=device)
         model.load_state_dict(ckpt["model"])
+        # Moments come from the checkpoint, hyper-parameters (lr, weight decay) from the config, so a
+        # resume with --opts train.blr=... acts; the schedule is a pure function of the update count.
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        for group, settings in zip(optimizer.param_groups, fresh):
+            group.update(settings)
         scaler.load_state_dict(ckpt["scaler"])
         state = TrainState(**ckpt["train_state"])
         restore_rng(ckpt["rng"])
