@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo demo-digits test bench clean
+.PHONY: install demo demo-image test bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-demo: demo-digits
+# the image-mode (digits) demo; `demo` will become the video pipeline demo
+demo: demo-image
 
-demo-digits: $(STAMP)
+demo-image: $(STAMP)
 	$(PY) tools/demo_digits.py
 
 test: $(STAMP)
