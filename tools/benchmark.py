@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated encoders: tiny, small, base or registered names (default small,tiny)")
     p.add_argument("--frames", type=int, default=16, help="clip length (default 16)")
     p.add_argument("--img-size", type=int, default=112, help="frame size in pixels (default 112)")
-    p.add_argument("--batch", type=int, default=2, help="clips per step (default 2)")
+    p.add_argument("--batch", type=int, default=4, help="clips per step (default 4)")
     p.add_argument("--ratios", type=_csv(float), default=[0.75, 0.95], help="MAE mask ratios (default 0.75,0.95)")
     p.add_argument("--repeats", type=int, default=10, help="timed rounds per model (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds per model first (default 2)")
