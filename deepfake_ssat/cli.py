@@ -30,7 +30,11 @@ def train_main(argv: list[str] | None = None) -> int:
             resume = Path(args.resume)
             if resume.is_dir():
                 resume = resume / "last.pt"
-            ckpt_cfg = load_checkpoint(resume)["config"]
+            ckpt = load_checkpoint(resume)
+            if not {"config", "model", "train_state"} <= ckpt.keys():
+                raise ValueError(f"{resume}: not a deepfake_ssat training checkpoint; --resume needs a last.pt "
+                                 f"written by tools/train.py")
+            ckpt_cfg = ckpt["config"]
         if args.config:
             cfg = load_config(args.config, args.opts)
         elif resume is not None:

@@ -154,11 +154,17 @@ def test_inference_loads_checkpoint_without_decoder(tiny_cfg, tmp_path):
 def test_cli_config_errors_are_one_line(tmp_path, tiny_config_file, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(tiny_config_file.read_text().replace("epochs: 2", "epoch: 2"))
+    garbage = tmp_path / "truncated.pt"
+    garbage.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
     cases = [
         (["--config", str(bad)], "train.epoch: unknown key"),
         (["--config", str(tiny_config_file), "--opts", "model.num_frames=8"], "model.num_frames: not an argument"),
         (["--config", str(tiny_config_file), "--opts", "model.name=vit_huge"], "unknown model 'vit_huge'"),
         (["--resume", str(tmp_path / "missing")], "checkpoint not found"),
+        (["--resume", str(garbage)], "not a readable checkpoint"),
+        (["--resume", str(foreign)], "not a deepfake_ssat training checkpoint"),
         (["--config", str(tiny_config_file), "--opts", "data.root=/no/such/dir"], "data.root: /no/such/dir"),
         (["--config", str(tiny_config_file), "--opts", "train.blr=.nan"], "train.blr: must be a positive"),
     ]
