@@ -25,20 +25,19 @@ def train_main(argv: list[str] | None = None) -> int:
     from .engine.runtime import tune_malloc
     tune_malloc()  # CPU steps otherwise re-fault freed activation memory every step
     try:
-        resume = None
+        resume, ckpt = None, None
         if args.resume:
             resume = Path(args.resume)
             if resume.is_dir():
                 resume = resume / "last.pt"
-            ckpt = load_checkpoint(resume)
+            ckpt = load_checkpoint(resume)  # read once: the config comes from it, fit() resumes from it
             if not {"config", "model", "train_state"} <= ckpt.keys():
                 raise ValueError(f"{resume}: not a deepfake_ssat training checkpoint; --resume needs a last.pt "
                                  f"written by tools/train.py")
-            ckpt_cfg = ckpt["config"]
         if args.config:
             cfg = load_config(args.config, args.opts)
         elif resume is not None:
-            cfg = config_from_dict(ckpt_cfg, source=str(resume), overrides=args.opts)
+            cfg = config_from_dict(ckpt["config"], source=str(resume), overrides=args.opts)
         else:
             parser.error("--config is required (or --resume a run)")
         if args.out:
@@ -47,7 +46,7 @@ def train_main(argv: list[str] | None = None) -> int:
             out = resume.parent
         else:
             out = Path("runs") / Path(args.config).stem / time.strftime("%Y%m%d-%H%M%S")
-        summary = fit(cfg, out, resume=resume, max_steps=args.max_steps)
+        summary = fit(cfg, out, resume=ckpt, max_steps=args.max_steps)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

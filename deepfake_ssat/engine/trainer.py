@@ -132,9 +132,10 @@ def _write_metrics_csv(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def fit(cfg: Config, out_dir: str | Path, resume: str | Path | None = None,
+def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = None,
         max_steps: int | None = None) -> dict:
-    """Train per ``cfg`` into ``out_dir``; resume from checkpoint ``resume`` if given.
+    """Train per ``cfg`` into ``out_dir``; resume from checkpoint ``resume`` (a path, or one already
+    loaded with :func:`load_checkpoint`) if given.
 
     ``max_steps`` stops (after checkpointing) once that many updates are done, as if the process
     were stopped there: resuming later gives the same weights as never stopping.
@@ -167,7 +168,7 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | None = None,
     state = TrainState()
 
     if resume is not None:
-        ckpt = load_checkpoint(resume, map_location=device)
+        ckpt = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=device)
         model.load_state_dict(ckpt["model"])
         # Moments come from the checkpoint, hyper-parameters (lr, weight decay) from the config, so a
         # resume with --opts train.blr=... acts; the schedule is a pure function of the update count.
