@@ -14,6 +14,14 @@ def sincos_1d(embed_dim: int, positions: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.sin(out), torch.cos(out)], dim=1).float()  # [N, D]
 
 
+def videomae_table(embed_dim: int, num_tokens: int) -> torch.Tensor:
+    """VideoMAE's fixed table [num_tokens, embed_dim]: channel 2i = sin, 2i + 1 = cos of
+    ``n / 10000^(2i / D)`` for flattened token index ``n`` (the layout its checkpoints were trained with)."""
+    code = sincos_1d(embed_dim, torch.arange(num_tokens))  # [N, D]: sin half, cos half
+    sin, cos = code.chunk(2, dim=1)  # [N, D/2] each
+    return torch.stack([sin, cos], dim=2).reshape(num_tokens, embed_dim)  # [N, D] interleaved
+
+
 def sincos_grid(embed_dim: int, grid_size: tuple[int, ...]) -> torch.Tensor:
     """Factorised sin-cos embedding for a token grid (t, h, w) / (h, w), row-major -> [prod(grid), D].
 

@@ -10,8 +10,9 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
 from .masking import gather_tokens
-from .pos_embed import sincos_1d, sincos_grid
+from .pos_embed import sincos_grid, videomae_table
 from .registry import register_model
+from .vit import fit_to_model
 
 
 class TubeletEmbed(nn.Module):
@@ -85,8 +86,8 @@ class VideoViT(nn.Module):
         self.grid_size = self.patch_embed.grid_size
         if pos_embed == "3d":
             table = sincos_grid(embed_dim, self.grid_size)
-        elif pos_embed == "1d":  # VideoMAE's own table: one sin-cos code per flattened token index
-            table = sincos_1d(embed_dim, torch.arange(self.patch_embed.num_patches))
+        elif pos_embed == "1d":  # VideoMAE's own table (needed to use its checkpoints as trained)
+            table = videomae_table(embed_dim, self.patch_embed.num_patches)
         else:
             raise ValueError(f"pos_embed must be '3d' or '1d', got {pos_embed!r}")
         self.register_buffer("pos_embed", table.unsqueeze(0), persistent=False)  # [1, L, D]
@@ -138,6 +139,55 @@ class VideoViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def videomae_key(key: str) -> str | None:
+    """Our key for an official MCG-NJU VideoMAE key; None for entries the encoder does not take.
+
+    Strips ``module.`` (DDP) and the pre-training model's ``encoder.`` prefix; maps
+    ``attn.q_bias``/``attn.v_bias`` to ``attn.qkv.bias``. None for the pre-training decoder
+    (``decoder.*``, ``encoder_to_decoder.*``, ``mask_token``) and any ``pos_embed`` (ours is a
+    fixed table recomputed from the grid, not a weight).
+    """
+    key = key.removeprefix("module.")
+    if key.startswith(("decoder.", "encoder_to_decoder.")) or key == "mask_token":
+        return None
+    key = key.removeprefix("encoder.")
+    if key == "pos_embed":
+        return None
+    if key.endswith((".attn.q_bias", ".attn.v_bias")):
+        return key[:-len("q_bias")] + "qkv.bias"
+    return key
+
+
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: VideoViT) -> dict[str, torch.Tensor]:
+    """Official VideoMAE state dict -> ``model``'s keys (timm style: pure, no I/O, no unwrapping).
+
+    Takes a pre-training checkpoint (``encoder.patch_embed.proj.weight`` [D, C, t, p, p],
+    ``encoder.blocks.N.*``, ``encoder.norm.*`` + decoder entries) or a fine-tuned one (same
+    keys without ``encoder.``, plus ``fc_norm.*`` and ``head.*``, no ``norm.*``); keys are renamed
+    by :func:`videomae_key`. VideoMAE's q/v biases [D] become ``attn.qkv.bias`` [3D] =
+    cat(q_bias, 0, v_bias): its key projection has no bias. ``head.*`` is dropped when it does not
+    fit (other ``num_classes``); any other misfit (tubelet, patch or embed dim) raises a one-line
+    ``ValueError`` naming the key and both shapes.
+
+    A fine-tuned VideoMAE has no ``norm`` (Identity; it norms after pooling with ``fc_norm``) while
+    ``VideoViT`` applies ``norm`` before pooling. ``norm`` is left out, keeps its fresh init (identity
+    affine) and is reported missing by ``load_state_dict``: such checkpoints initialise fine-tuning,
+    they do not reproduce the Kinetics logits.
+    """
+    out = {}
+    for k, v in state_dict.items():
+        new = videomae_key(k)
+        if new is None or k.endswith(".attn.v_bias"):
+            continue
+        if k.endswith(".attn.q_bias"):
+            v_key = k[:-len("q_bias")] + "v_bias"
+            if v_key not in state_dict:
+                raise ValueError(f"{k}: has no matching {v_key} to build {new}")
+            v = torch.cat([v, torch.zeros_like(v), state_dict[v_key]])  # [3D]
+        out[new] = v
+    return fit_to_model(out, model)
 
 
 @register_model

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import checkpoint_filter_fn as timm_checkpoint_filter_fn
 
 from .masking import gather_tokens
 from .registry import register_model
@@ -44,6 +46,48 @@ class ImageViT(VisionTransformer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def fit_to_model(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Drop ``head.*`` when it does not fit ``model`` (other ``num_classes``, or no head); raise a
+    one-line ``ValueError`` naming the key and both shapes for any other tensor that does not fit.
+
+    Keys absent from ``model`` are kept (``load_state_dict(strict=False)`` reports them as unexpected).
+    """
+    target = model.state_dict()
+    head_fits = all(
+        k in target and v.shape == target[k].shape for k, v in state_dict.items() if k.startswith("head."))
+    out = {}
+    for k, v in state_dict.items():
+        if k.startswith("head.") and not head_fits:
+            continue
+        if k in target and v.shape != target[k].shape:
+            raise ValueError(
+                f"{k}: checkpoint shape {tuple(v.shape)} does not fit model shape {tuple(target[k].shape)}")
+        out[k] = v
+    return out
+
+
+def mae_key(key: str) -> str | None:
+    """Our key for a facebookresearch/mae (or timm) image-ViT key; None for MAE decoder entries.
+
+    Decoder entries: ``decoder_embed``/``decoder_blocks``/``decoder_norm``/``decoder_pred``/
+    ``decoder_pos_embed`` and ``mask_token``. A ``module.`` (DDP) prefix is stripped.
+    """
+    key = key.removeprefix("module.")
+    return None if key.startswith("decoder") or key == "mask_token" else key
+
+
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: ImageViT) -> dict[str, torch.Tensor]:
+    """MAE pre-training / fine-tuned (or timm) image ViT state dict -> ``model``'s keys (pure, no I/O).
+
+    Drops the MAE decoder and ``mask_token`` (see :func:`mae_key`; this also keeps timm off its
+    DINOv2 path, which keys on ``mask_token``), then defers to timm's ``checkpoint_filter_fn``, which
+    resamples ``pos_embed`` [1, 1 + L, D] to the model's grid and ``patch_embed.proj.weight`` to its
+    patch size. ``head.*`` is dropped when its shape differs; any other misfit raises ``ValueError``.
+    """
+    encoder_only = {new: v for k, v in state_dict.items() if (new := mae_key(k)) is not None}
+    return fit_to_model(timm_checkpoint_filter_fn(encoder_only, model), model)
 
 
 @register_model
