@@ -13,6 +13,11 @@ SMALL = {
     "videomae_small": dict(img_size=32, num_frames=4),
     "videomae_base": dict(img_size=32, num_frames=4),
     "videomae_test": dict(),
+    "swin_tiny_patch4_window7_224": dict(img_size=32),
+    "swin_test": dict(),
+    "cvt_13": dict(img_size=32),
+    "cvt_test": dict(),
+    "resnet50": dict(img_size=64),
 }
 
 

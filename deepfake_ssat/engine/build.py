@@ -7,7 +7,7 @@ import re
 import torch.nn as nn
 
 from ..config import Config, ConfigError, ModelConfig
-from ..models import SSAT, MAEDecoder
+from ..models import SSAT, MAEDecoder, SimMIMDecoder
 from ..models.registry import get_model_factory
 
 
@@ -30,8 +30,34 @@ def build_encoder(cfg: ModelConfig, num_classes: int) -> nn.Module:
         raise ConfigError(f"model: {cfg.name}: {e}") from None
 
 
+def build_decoder(cfg: Config, encoder: nn.Module) -> nn.Module:
+    """The decoder that fits ``encoder.masking``: SimMIM's linear head for ``"replace"`` (Swin; it has
+    no width or depth, so ``cfg.decoder`` only needs to be non-null), else the MAE decoder on the
+    visible tokens (ViT, VideoMAE and, as in ConvMAE, CvT)."""
+    if getattr(encoder, "masking", "drop") == "replace":
+        return SimMIMDecoder(
+            in_dim=encoder.num_features,
+            grid_size=encoder.grid_size,
+            stride=encoder.patch_size,
+            mask_patch_size=encoder.mask_patch_size,
+            out_chans=encoder.in_chans,
+        )
+    d = cfg.decoder
+    tubelet = getattr(encoder, "tubelet_size", 1)
+    return MAEDecoder(
+        in_dim=encoder.num_features,
+        grid_size=encoder.grid_size,
+        patch_dim=tubelet * encoder.patch_size ** 2 * encoder.in_chans,
+        num_prefix_tokens=encoder.num_prefix_tokens,
+        embed_dim=d.embed_dim,
+        depth=d.depth,
+        num_heads=d.num_heads,
+        mlp_ratio=d.mlp_ratio,
+    )
+
+
 def build_model(cfg: Config, num_classes: int) -> SSAT:
-    """Encoder + (unless scratch) MAE decoder, wrapped with the SSAT loss settings.
+    """Encoder + (unless scratch) decoder, wrapped with the SSAT loss settings.
 
     ``ssat.lam == 1`` or ``decoder: null`` is the scratch baseline: no decoder is built.
     """
@@ -41,22 +67,12 @@ def build_model(cfg: Config, num_classes: int) -> SSAT:
         raise ConfigError(f"ssat.lam: must be in [0, 1], got {lam}")
     if cfg.decoder is None and lam != 1.0:
         raise ConfigError(f"ssat.lam: {lam} needs a decoder, but decoder is null; set ssat.lam=1.0 for scratch")
+    if lam != 1.0 and getattr(encoder, "masking", "drop") is None:
+        raise ConfigError(f"ssat.lam: {lam} needs a masked pass, which model {cfg.model.name!r} (a classification-only "
+                          f"baseline) has not; set ssat.lam=1.0")
     if not 0.0 <= cfg.ssat.mask_ratio < 1.0:
         raise ConfigError(f"ssat.mask_ratio: must be in [0, 1), got {cfg.ssat.mask_ratio}")
-    decoder = None
-    if lam < 1.0:
-        d = cfg.decoder
-        tubelet = getattr(encoder, "tubelet_size", 1)
-        decoder = MAEDecoder(
-            in_dim=encoder.num_features,
-            grid_size=encoder.grid_size,
-            patch_dim=tubelet * encoder.patch_size ** 2 * encoder.in_chans,
-            num_prefix_tokens=encoder.num_prefix_tokens,
-            embed_dim=d.embed_dim,
-            depth=d.depth,
-            num_heads=d.num_heads,
-            mlp_ratio=d.mlp_ratio,
-        )
+    decoder = build_decoder(cfg, encoder) if lam < 1.0 else None
     return SSAT(
         encoder,
         decoder,

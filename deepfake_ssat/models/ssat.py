@@ -2,9 +2,18 @@
 
 ``L = lam * CE(head(f(x)), y) + (1 - lam) * MSE(g(f(M(x))), x)[masked]``
 
-The full-token pass feeds the classifier; the visible-token pass feeds the decoder. ``lam = 1``
+The full-token pass feeds the classifier; the masked pass feeds the decoder. ``lam = 1``
 (or no decoder) is the scratch baseline and never touches a decoder; ``lam = 0`` is pure MAE /
 VideoMAE pre-training and skips the classification pass.
+
+The encoder's ``masking`` attribute picks the masked pass:
+
+- ``"drop"`` (default; ViT, VideoMAE, CvT): ``forward_tokens(tokens, ids_keep)`` returns the
+  visible tokens only and the MAE decoder fills in the rest from ``ids_restore``;
+- ``"replace"`` (Swin, SimMIM): ``forward_masked(tokens, mask)`` returns every token, the hidden
+  ones having been replaced by a mask token, and the decoder reads them all. The mask is drawn on
+  ``encoder.mask_grid_size`` and the target cut into ``encoder.mask_patch_size`` patches;
+- ``None`` (ResNet): no masked pass; only ``lam = 1`` without a decoder.
 """
 from __future__ import annotations
 
@@ -14,7 +23,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .decoder import MAEDecoder
 from .masking import random_masking, tube_masking
 
 
@@ -76,12 +84,12 @@ def ssat_loss(
 
 
 class SSAT(nn.Module):
-    """Encoder + classifier head (inside the encoder) + optional MAE decoder."""
+    """Encoder + classifier head (inside the encoder) + optional decoder (MAE or SimMIM)."""
 
     def __init__(
             self,
             encoder: nn.Module,
-            decoder: MAEDecoder | None = None,
+            decoder: nn.Module | None = None,
             mask_ratio: float = 0.75,
             lam: float = 0.1,
             norm_pix_loss: bool = True,
@@ -90,6 +98,9 @@ class SSAT(nn.Module):
         super().__init__()
         if decoder is None and lam != 1.0:
             raise ValueError(f"lam={lam} needs a decoder; without one SSAT is classification only (lam=1)")
+        self.masking = getattr(encoder, "masking", "drop")
+        if decoder is not None and self.masking is None:
+            raise ValueError(f"{type(encoder).__name__} has no masked pass: train it without a decoder (lam=1)")
         self.encoder = encoder
         self.decoder = decoder
         self.mask_ratio = mask_ratio
@@ -106,26 +117,32 @@ class SSAT(nn.Module):
 
     def random_mask(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Tube masking for video encoders (3D token grid), per-patch random masking for images."""
-        grid = self.encoder.grid_size
+        grid = getattr(self.encoder, "mask_grid_size", self.encoder.grid_size)
         if len(grid) == 3:
             return tube_masking(batch, grid, self.mask_ratio, device)
         return random_masking(batch, grid[0] * grid[1], self.mask_ratio, device)
 
     def forward(self, x: torch.Tensor) -> SSATOutput:
-        """x [B, C, H, W] or [B, C, T, H, W] -> logits (full pass), prediction and mask (visible pass)."""
-        tokens = self.encoder.embed(x)  # [B, P + L, D], shared by both passes
+        """x [B, C, H, W] or [B, C, T, H, W] -> logits (full pass), prediction and mask (masked pass)."""
+        tokens = self.encoder.embed(x)  # ViT: [B, P + L, D]; first-stage map for the others; shared by both passes
         logits = None
         if self.lam > 0:
             logits = self.encoder.forward_head(self.encoder.forward_tokens(tokens))
         if self.decoder is None:
             return SSATOutput(logits, None, None)
         ids_keep, mask, ids_restore = self.random_mask(x.shape[0], x.device)
-        latent = self.encoder.forward_tokens(tokens, ids_keep)  # [B, P + L_keep, D]
-        pred = self.decoder(latent, ids_restore)  # [B, L, patch_dim]
+        if self.masking == "replace":
+            latent = self.encoder.forward_masked(tokens, mask)  # [B, L_out, D], every output token
+            pred = self.decoder(latent)  # [B, L, patch_dim]
+        else:
+            latent = self.encoder.forward_tokens(tokens, ids_keep)  # [B, P + L_keep, D]
+            pred = self.decoder(latent, ids_restore)  # [B, L, patch_dim]
         return SSATOutput(logits, pred, mask)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        return patchify(x, self.encoder.patch_size, getattr(self.encoder, "tubelet_size", None))
+        """Reconstruction target [B, L, patch_dim], cut like the mask."""
+        patch_size = getattr(self.encoder, "mask_patch_size", self.encoder.patch_size)
+        return patchify(x, patch_size, getattr(self.encoder, "tubelet_size", None))
 
     def loss(self, out: SSATOutput, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         target = self.patchify(x) if out.pred is not None else x.new_zeros(())
