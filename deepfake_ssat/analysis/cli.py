@@ -1,0 +1,294 @@
+"""``tools/analyze.py``: diagnostics, Grad-CAM, attention maps and reconstructions for one or more
+checkpoints on the same fixed (seeded) samples; writes ``<out>/<what>.png`` and ``<out>/<what>.json``.
+
+Cost for ViT-B/16 at 224 px with the defaults (32 samples; estimates from FLOPs, not measured):
+the probes (attention, distance, variance, attnmap) are one forward pass (~1 TFLOPs), Grad-CAM
+and recon one forward/backward on 4 samples, the Hessian ~180 HVPs (~1.2 PFLOPs; see
+:mod:`.hessian`): seconds on a GPU for everything but the Hessian, a few minutes for the Hessian.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..config import Config, ConfigError, config_from_dict, load_config
+from ..data import build_datasets
+from ..engine import build_model, load_checkpoint
+from ..engine.checkpoint import atomic_write_json
+from ..engine.trainer import resolve_device
+from ..models import SSAT
+from . import plots
+from .gradcam import grad_cam, upsample_map
+from .hessian import hessian_spectrum
+from .probes import (attention_distribution, attention_map, capture, feature_variance, inter_token_distance,
+                     require_plain_vit, resolve_blocks)
+from .recon import reconstruct
+
+ANALYSES = ("attention", "distance", "variance", "hessian", "gradcam", "recon", "attnmap")
+SHOW = 4  # samples drawn in the image figures (clips: the first one)
+
+
+@dataclasses.dataclass
+class Loaded:
+    """A checkpoint ready for analysis: ``name`` labels it in plots and JSON."""
+    name: str
+    model: SSAT
+    cfg: Config
+
+
+@dataclasses.dataclass
+class Samples:
+    """The fixed samples: ``x`` [N, C, (T,) H, W], ``y`` [N], and where they came from."""
+    x: torch.Tensor
+    y: torch.Tensor
+    info: dict
+
+
+def load_for_analysis(path: str | Path, device: torch.device) -> tuple[SSAT, Config]:
+    """SSAT model (eval mode) from a training checkpoint; one without decoder weights (scratch,
+    or stripped for inference) is built without a decoder."""
+    ckpt = load_checkpoint(path, device)
+    if not {"config", "model"} <= ckpt.keys():
+        raise ValueError(f"{path}: not a deepfake_ssat checkpoint (needs 'config' and 'model' entries)")
+    state = ckpt["model"]
+    has_decoder = any(k.startswith("decoder.") for k in state)
+    cfg = config_from_dict(ckpt["config"], source=str(path),
+                           overrides=[] if has_decoder else ["decoder=null", "ssat.lam=1.0"])
+    if "encoder.head.weight" not in state:
+        raise ValueError(f"{path}: no classifier head (encoder.head.weight) in the checkpoint's model")
+    model = build_model(cfg, state["encoder.head.weight"].shape[0])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the model its config builds "
+                         f"({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), cfg
+
+
+def checkpoint_names(paths: list[Path]) -> list[str]:
+    """Parent folder names (the run names); else ``folder/file``; else full paths, whichever is unique."""
+    resolved = [p.resolve() for p in paths]
+    for label in (lambda p: p.parent.name, lambda p: f"{p.parent.name}/{p.stem}", str):
+        names = [label(p) for p in resolved]
+        if len(set(names)) == len(names):
+            return names
+    raise ValueError("--checkpoint: the same checkpoint is given twice")
+
+
+def fixed_samples(cfg: Config, encoder: torch.nn.Module, split: str, n: int, seed: int) -> Samples:
+    """``n`` items of ``split`` (no augmentation) chosen by ``seed``, in index order."""
+    data = dataclasses.replace(cfg.data, augment=False)
+    datasets = build_datasets(data, encoder.img_size, encoder.in_chans, getattr(encoder, "num_frames", None))
+    if split not in datasets:
+        raise ValueError(f"--split {split}: dataset {data.name} has splits {', '.join(datasets)}")
+    ds = datasets[split]
+    if len(ds) == 0:
+        raise ValueError(f"--split {split}: dataset {data.name} has no items in that split")
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values.tolist()
+    items = [ds[i] for i in idx]
+    x = torch.stack([torch.as_tensor(item[0]) for item in items])  # [N, C, (T,) H, W]
+    y = torch.tensor([int(item[1]) for item in items])
+    return Samples(x, y, {"data": data.name, "split": split, "seed": seed, "indices": idx})
+
+
+# ---------------------------------------------------------------------------------------------
+# One function per analysis: (checkpoints, samples, args, out dir) -> JSON payload; writes the PNG.
+
+
+def _batches(s: Samples, size: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x.to(device), y.to(device)) for x, y in zip(s.x.split(size), s.y.split(size))]
+
+
+def _probe(ck: Loaded, s: Samples, args: argparse.Namespace, device: torch.device) -> dict:
+    """Attention distribution, distances and variances of one checkpoint over all samples."""
+    enc = ck.model.encoder
+    blocks = resolve_blocks(args.blocks, len(enc.blocks))
+    col_sums = {b: 0.0 for b in blocks}
+    dist, var = [], []
+    for x, _ in _batches(s, args.batch_size, device):
+        cap = capture(enc, x, blocks)
+        for b in blocks:
+            col_sums[b] = col_sums[b] + attention_distribution(cap.attention[b]) * x.shape[0]
+        dist.append(torch.stack([inter_token_distance(t) for t in cap.tokens], dim=1))  # [B, depth]
+        var.append(torch.stack([feature_variance(t) for t in cap.tokens], dim=1))  # [B, depth]
+    n = len(s.y)
+    return {
+        "attention": {str(b): (v / n).tolist() for b, v in col_sums.items()},
+        "distance": torch.cat(dist).mean(dim=0).tolist(),
+        "variance": torch.cat(var).mean(dim=0).tolist(),
+    }
+
+
+def run_probes(what: list[str], ckpts: list[Loaded], s: Samples, args: argparse.Namespace,
+               device: torch.device, out: Path) -> dict[str, dict]:
+    """attention / distance / variance from one probed pass per checkpoint."""
+    found = {ck.name: _probe(ck, s, args, device) for ck in ckpts}
+    payloads = {}
+    if "attention" in what:
+        plots.plot_attention({k: {int(b): v for b, v in r["attention"].items()} for k, r in found.items()},
+                             out / "attention.png")
+        payloads["attention"] = {"statistic": "attention column sums, mean over heads and samples, sorted",
+                                 "checkpoints": {k: {"blocks": r["attention"]} for k, r in found.items()}}
+    for key, label in (("distance", "mean pairwise token distance"), ("variance", "feature-map variance")):
+        if key in what:
+            plots.plot_per_block({k: r[key] for k, r in found.items()}, label, out / f"{key}.png")
+            payloads[key] = {"statistic": label + ", per block output, mean over samples",
+                             "checkpoints": {k: {"per_block": r[key]} for k, r in found.items()}}
+    return payloads
+
+
+def run_hessian(ckpts: list[Loaded], s: Samples, args: argparse.Namespace, device: torch.device,
+                out: Path) -> dict:
+    results, skipped = {}, {}
+    for ck in ckpts:
+        if args.hessian_loss == "joint" and ck.model.decoder is None:
+            skipped[ck.name] = "no decoder: the joint loss needs one"
+            print(f"hessian: skipped {ck.name}: no decoder in the checkpoint, the joint loss needs one",
+                  file=sys.stderr)
+            continue
+        results[ck.name] = hessian_spectrum(ck.model, _batches(s, args.batch_size, device), args.hessian_loss,
+                                            args.topk, args.power_iters, args.lanczos_steps, args.probes, args.seed)
+    if results:
+        plots.plot_hessian(results, out / "hessian.png")
+    return {"checkpoints": results, "skipped": skipped}
+
+
+def run_gradcam(ckpts: list[Loaded], s: Samples, args: argparse.Namespace, device: torch.device,
+                out: Path) -> dict:
+    x = s.x[:SHOW].to(device)
+    maps, payload = {}, {}
+    for ck in ckpts:
+        cam, target = grad_cam(ck.model.encoder, x, layer=args.layer)
+        maps[ck.name] = upsample_map(cam, ck.model.encoder)
+        payload[ck.name] = {"target": target.tolist(), "cam": cam.tolist()}
+    plots.plot_maps(s.x[:SHOW], maps, "Grad-CAM", out / "gradcam.png")
+    return {"layer": args.layer, "labels": s.y[:SHOW].tolist(), "target": "predicted class",
+            "cam_grid": "token grid (h, w) or (t, h, w), not normalised", "checkpoints": payload}
+
+
+def run_attnmap(ckpts: list[Loaded], s: Samples, args: argparse.Namespace, device: torch.device,
+                out: Path) -> dict:
+    x = s.x[:SHOW].to(device)
+    maps, payload = {}, {}
+    for ck in ckpts:
+        enc = ck.model.encoder
+        last = len(enc.blocks) - 1
+        grid_map, kind = attention_map(enc, capture(enc, x, [last]).attention[last])
+        maps[ck.name] = upsample_map(grid_map, enc)
+        payload[ck.name] = {"kind": kind, "map": grid_map.tolist()}
+    plots.plot_maps(s.x[:SHOW], maps, "last-block attention", out / "attnmap.png")
+    return {"checkpoints": payload}
+
+
+def run_recon(ckpts: list[Loaded], s: Samples, args: argparse.Namespace, device: torch.device,
+              out: Path) -> dict:
+    x = s.x[:SHOW].to(device)
+    recs, payload, skipped = {}, {}, {}
+    for ck in ckpts:
+        if ck.model.decoder is None:
+            skipped[ck.name] = "no decoder (scratch or stripped checkpoint)"
+            print(f"recon: skipped {ck.name}: the checkpoint has no MAE decoder (scratch or stripped)",
+                  file=sys.stderr)
+            continue
+        rec = reconstruct(ck.model, x, args.seed)
+        recs[ck.name] = rec
+        payload[ck.name] = {"masked_patch_mse": rec.loss, "mask_ratio": ck.model.mask_ratio,
+                            "prediction_space": "per-patch standardised" if rec.standardised else "pixels"}
+    if recs:
+        plots.plot_recon(s.x[:SHOW], recs, out / "recon.png")
+    return {"checkpoints": payload, "skipped": skipped}
+
+
+RUNNERS: dict[str, Callable[..., dict]] = {
+    "hessian": run_hessian, "gradcam": run_gradcam, "attnmap": run_attnmap, "recon": run_recon}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage block
+        raise ValueError(message)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _what(text: str) -> list[str]:
+    asked = list(ANALYSES) if text == "all" else [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in asked if w not in ANALYSES]
+    if unknown or not asked:
+        raise argparse.ArgumentTypeError(f"unknown analysis {', '.join(unknown) or text!r}; "
+                                         f"choose from {', '.join(ANALYSES)} or all")
+    return asked
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="analyze.py", description="Diagnostics and visualisations of SSAT / scratch checkpoints.")
+    p.add_argument("--checkpoint", nargs="+", required=True, type=Path, help="training checkpoints (.pt)")
+    p.add_argument("--what", type=_what, default=list(ANALYSES),
+                   help=f"comma-separated subset of {','.join(ANALYSES)} (default: all)")
+    p.add_argument("--data", help="config YAML whose data section gives the samples (default: the first "
+                                  "checkpoint's own config)")
+    p.add_argument("--split", default="val", help="dataset split to draw samples from (default: val)")
+    p.add_argument("--num-samples", type=int, default=32, help="fixed samples for every analysis (default 32)")
+    p.add_argument("--batch-size", type=int, default=16, help="forward batch; also the Hessian's batches")
+    p.add_argument("--seed", type=int, default=0, help="sample choice, masks and random probes")
+    p.add_argument("--blocks", type=_int_list, help="attention blocks, e.g. 0,5,-1 (default first,middle,last)")
+    p.add_argument("--layer", type=int, default=-1, help="Grad-CAM: tokens entering this block (default -1)")
+    p.add_argument("--hessian-loss", choices=("cls", "joint"), default="cls",
+                   help="cls: cross-entropy; joint: SSAT loss with fixed masks (needs the decoder)")
+    p.add_argument("--topk", type=int, default=3, help="Hessian: top eigenvalues by power iteration")
+    p.add_argument("--power-iters", type=int, default=100, help="Hessian: power iterations per eigenvalue, at most")
+    p.add_argument("--lanczos-steps", type=int, default=30, help="Hessian: Lanczos steps per SLQ probe")
+    p.add_argument("--probes", type=int, default=3, help="Hessian: SLQ probe vectors")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--out", type=Path, help="output folder (default: <first checkpoint folder>/analysis)")
+    return p
+
+
+def analyze_main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        for flag in ("num_samples", "batch_size", "topk", "power_iters", "lanczos_steps", "probes"):
+            if getattr(args, flag) < 1:
+                raise ValueError(f"--{flag.replace('_', '-')}: must be >= 1")
+        device = resolve_device(args.device)
+        names = checkpoint_names(args.checkpoint)
+        ckpts = [Loaded(n, *load_for_analysis(p, device)) for n, p in zip(names, args.checkpoint)]
+        shapes = {(ck.model.encoder.img_size, ck.model.encoder.in_chans, ck.model.encoder.grid_size)
+                  for ck in ckpts}
+        if len(shapes) > 1:
+            raise ValueError(f"checkpoints take different inputs (img_size, in_chans, token grid): {sorted(shapes)}")
+        if set(args.what) & {"attention", "distance", "variance", "gradcam", "attnmap"}:
+            for ck in ckpts:
+                require_plain_vit(ck.model.encoder)
+        cfg = load_config(args.data) if args.data else ckpts[0].cfg
+        samples = fixed_samples(cfg, ckpts[0].model.encoder, args.split, args.num_samples, args.seed)
+        out = args.out or args.checkpoint[0].resolve().parent / "analysis"
+        out.mkdir(parents=True, exist_ok=True)
+        header = {"samples": samples.info, "checkpoint_paths": {n: str(p) for n, p in zip(names, args.checkpoint)}}
+        payloads = {}
+        probed = [w for w in args.what if w in ("attention", "distance", "variance")]
+        if probed:
+            payloads.update(run_probes(probed, ckpts, samples, args, device, out))
+        for what in args.what:
+            if what in RUNNERS:
+                payloads[what] = RUNNERS[what](ckpts, samples, args, device, out)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for what, payload in payloads.items():
+        atomic_write_json(out / f"{what}.json", {**header, **payload})
+        shown = out / f"{what}.png" if payload["checkpoints"] else "(no plot: no checkpoint to show)"
+        print(f"{what}: {shown} + {out / what}.json")
+    return 0

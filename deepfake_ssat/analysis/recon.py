@@ -1,0 +1,72 @@
+"""MAE reconstructions of an SSAT model: input, masked input and the decoder's prediction.
+
+The prediction is shown as the decoder emits it. With ``norm_pix_loss`` the decoder predicts
+each patch *standardised* (zero mean, unit variance per patch), so the honest picture is the
+standardised one; the VideoMAE-style picture re-adds every patch's true mean and standard
+deviation (taken from the hidden pixels) and is returned separately, to be labelled as such.
+
+Cost: one SSAT forward (full pass + visible-token pass + decoder) per batch: for ViT-B/16 at 224 px
+~45 GFLOPs per image (an estimate from FLOPs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..models import SSAT, SSATOutput, ssat_loss
+from .probes import evaluating
+
+
+def unpatchify(patches: torch.Tensor, patch_size: int, grid: tuple[int, ...], in_chans: int,
+               tubelet_size: int = 1) -> torch.Tensor:
+    """Inverse of :func:`~deepfake_ssat.models.patchify`: [B, L, patch_dim] -> [B, C, H, W] for a
+    2-D ``grid`` (h, w) or [B, C, T, H, W] for a 3-D one (t, h, w)."""
+    b, p, c = patches.shape[0], patch_size, in_chans
+    if len(grid) == 2:
+        h, w = grid
+        x = patches.reshape(b, h, w, p, p, c)  # [B, h, w, p, p, C]
+        return x.permute(0, 5, 1, 3, 2, 4).reshape(b, c, h * p, w * p)
+    t, h, w = grid
+    ts = tubelet_size
+    x = patches.reshape(b, t, h, w, ts, p, p, c)  # [B, t, h, w, ts, p, p, C]
+    return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c, t * ts, h * p, w * p)
+
+
+@dataclass
+class Reconstruction:
+    """Pixel-space tensors in the input's shape [B, C, (T,) H, W] and the masked-patch loss.
+
+    ``removed``: True where the patch was masked out; ``prediction``: the decoder's output as it
+    is (per-patch standardised when ``standardised``); ``with_true_stats``: the prediction with each
+    patch's true mean/std re-added (None without ``norm_pix_loss``); ``loss``: the masked-patch MSE
+    in the loss's own target space.
+    """
+    removed: torch.Tensor
+    prediction: torch.Tensor
+    with_true_stats: torch.Tensor | None
+    standardised: bool
+    loss: float
+
+
+@torch.no_grad()
+def reconstruct(model: SSAT, x: torch.Tensor, seed: int = 0) -> Reconstruction:
+    """Run ``model`` (in eval mode, mask drawn from ``seed``) on ``x`` [B, C, (T,) H, W]."""
+    if model.decoder is None:
+        raise ValueError("no MAE decoder in this checkpoint (scratch or stripped); reconstructions need one")
+    with evaluating(model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        out = model(x)
+    enc = model.encoder
+    target = model.patchify(x)  # [B, L, patch_dim]
+    _, parts = ssat_loss(SSATOutput(None, out.pred, out.mask), target, None, 0.0, model.norm_pix_loss)
+    var, mean = torch.var_mean(target, dim=-1, keepdim=True)  # [B, L, 1] each (as the loss)
+    tubelet = getattr(enc, "tubelet_size", 1)
+
+    def pixels(patches: torch.Tensor) -> torch.Tensor:  # cut like SSAT.patchify and the mask
+        return unpatchify(patches, getattr(enc, "mask_patch_size", enc.patch_size),
+                          getattr(enc, "mask_grid_size", enc.grid_size), enc.in_chans, tubelet)
+
+    removed = out.mask[..., None].expand_as(target).bool()  # [B, L, patch_dim]
+    stats = pixels(out.pred * torch.sqrt(var + 1.0e-6) + mean) if model.norm_pix_loss else None
+    return Reconstruction(pixels(removed), pixels(out.pred), stats, model.norm_pix_loss, parts["rec"].item())
