@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,10 +49,12 @@ def train_main(argv: list[str] | None = None) -> int:
             out = Path("runs") / Path(args.config).stem / time.strftime("%Y%m%d-%H%M%S")
         summary = fit(cfg, out, resume=ckpt, max_steps=args.max_steps)
     except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        # an error raised in a DataLoader worker arrives wrapped in the worker's traceback: keep its last line
+        print(f"error: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    print(json.dumps(summary))
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one summary line, from rank 0
+        print(json.dumps(summary))
     return 0

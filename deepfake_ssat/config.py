@@ -35,6 +35,7 @@ class ModelConfig:
     tubelet_size: Optional[int] = None
     num_classes: Optional[int] = None  # null: taken from the dataset
     drop_path_rate: Optional[float] = None
+    pos_embed: Optional[str] = None  # video: "3d" factorised sin-cos (default) or "1d" = VideoMAE's table
 
 
 @dataclass
@@ -58,6 +59,11 @@ class SSATConfig:
 
 @dataclass
 class DataConfig:
+    """Dataset and loader. ``batch_size`` is per process (per GPU under torchrun).
+
+    Face-clip datasets (dfdc, ffpp, celebdf) read the output of ``tools/extract_faces.py`` at
+    ``root``; a clip is ``model.num_frames`` stored face crops ``frame_step`` stored frames apart.
+    """
     name: str = REQUIRED
     root: Optional[str] = None
     batch_size: int = 64
@@ -66,6 +72,16 @@ class DataConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     augment: bool = True
+    balanced: bool = False  # sample classes equally often (DFDC is ~82% fake)
+    frame_step: int = 1
+    eval_clips: int = 4  # clips per video at evaluation, starts spread over the video
+    val_parts: Optional[list[str]] = None  # DFDC: part folders of the validation fold
+    test_parts: Optional[list[str]] = None  # DFDC: part folders of the test fold
+    compression: str = "c23"  # FF++: raw | c0 | c23 | c40
+    methods: Optional[list[str]] = None  # FF++: manipulations to use; null = every one extracted
+    exclude_methods: list[str] = field(default_factory=list)  # FF++: e.g. [NeuralTextures]
+    splits_dir: Optional[str] = None  # FF++: folder of the official train/val/test.json
+    test_list: Optional[str] = None  # Celeb-DF v2: List_of_testing_videos.txt
 
 
 @dataclass
@@ -80,6 +96,7 @@ class TrainConfig:
     amp: str = "bf16"  # bf16 | fp16 | none; autocast is used on CUDA only
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
+    init_from: Optional[str] = None  # encoder weights to start from: our checkpoint, VideoMAE or MAE .pth
     save_every_steps: int = 0  # 0: checkpoint at epoch ends only
     log_every_steps: int = 10
 
@@ -174,7 +191,7 @@ def _type_name(tp: Any) -> str:
 
 
 def _convert(value: Any, tp: Any, key: str, origins: dict[str, str]) -> Any:
-    where = origins.get(key, "<defaults>")
+    where = origins.get(key) or origins.get(key.split("[")[0], "<defaults>")
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
@@ -182,6 +199,15 @@ def _convert(value: Any, tp: Any, key: str, origins: dict[str, str]) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key, origins)
+    if origin is list:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):  # one item: --opts data.methods=Deepfakes
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key}: must be a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        if item_tp is str:  # names may be numbers, e.g. DFDC part 7
+            value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return [_convert(v, item_tp, f"{key}[{i}]", origins) for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: {key}: must be a mapping of {tp.__name__} fields, got {value!r}")

@@ -51,3 +51,22 @@ def run_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.fixture(scope="session")
+def face_data(tmp_path_factory):
+    """Tiny DFDC (3 parts x 2 originals x 2 fakes) and FF++ (4 split pairs, 4 methods) layouts of real-face
+    videos, extracted by tools/extract_faces.py (8 frames per video, 48 px crops)."""
+    from types import SimpleNamespace
+
+    from deepfake_ssat.faces.cli import extract_main
+    from deepfake_ssat.faces.layouts import write_dfdc, write_ffpp
+
+    root = tmp_path_factory.mktemp("face_data")
+    write_dfdc(root / "dfdc", num_parts=3, originals_per_part=2, fakes_per_original=2)
+    write_ffpp(root / "ffpp")
+    for name in ("dfdc", "ffpp"):
+        assert extract_main([str(root / name), "--out", str(root / f"{name}_faces"), "--frames", "8",
+                             "--size", "48", "--min-face", "20", "--no-progress"]) == 0
+    return SimpleNamespace(root=root, dfdc=root / "dfdc_faces", ffpp=root / "ffpp_faces",
+                           splits=root / "ffpp" / "splits")

@@ -20,29 +20,57 @@ def derive_seed(*keys: int) -> int:
 
 
 class EpochSampler(Sampler):
-    """Shuffled order per epoch (seeded by ``seed`` and the epoch), starting ``start`` items in."""
+    """Shuffled order per epoch (seeded by ``seed`` and the epoch), starting ``start`` items in.
 
-    def __init__(self, num_items: int, seed: int, shuffle: bool = True):
+    ``weights`` (one per item): draw ``num_items`` items with replacement in proportion to them
+    instead of a permutation (class balancing). Under DDP, rank ``rank`` of ``world_size`` takes
+    every ``world_size``-th item of the epoch's global order (truncated to a multiple of the world
+    size), so the union of the ranks' batches is the one-process batch of the same global size.
+    """
+
+    def __init__(self, num_items: int, seed: int, shuffle: bool = True, weights: list[float] | None = None,
+                 rank: int = 0, world_size: int = 1):
+        if weights is not None and len(weights) != num_items:
+            raise ValueError(f"{len(weights)} weights for {num_items} items")
         self.num_items = num_items
         self.seed = seed
         self.shuffle = shuffle
+        self.weights = torch.tensor(weights, dtype=torch.float64) if weights is not None else None
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.start = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Next iteration yields epoch ``epoch`` from this rank's ``start``-th item on."""
         self.epoch, self.start = epoch, start
 
+    def per_rank(self) -> int:
+        """Items each rank sees per epoch."""
+        return self.num_items // self.world_size
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.num_items, replacement=True, generator=gen).tolist()
+        elif self.shuffle:
             order = torch.randperm(self.num_items, generator=gen).tolist()
         else:
             order = list(range(self.num_items))
-        for index in order[self.start:]:
-            yield index, derive_seed(self.seed, self.epoch, index)
+        mine = order[:self.per_rank() * self.world_size][self.rank::self.world_size]
+        for position, index in enumerate(mine[self.start:], start=self.start):
+            keys = (self.seed, self.epoch, index)
+            if self.weights is not None:  # an item drawn twice gets two augmentations
+                keys += (position * self.world_size + self.rank,)
+            yield index, derive_seed(*keys)
 
     def __len__(self) -> int:
-        return self.num_items - self.start
+        return self.per_rank() - self.start
+
+
+def class_balance_weights(labels: list[int]) -> list[float]:
+    """Per-item weights giving every class the same total weight."""
+    counts = np.bincount(np.asarray(labels))
+    return [1.0 / counts[y] for y in labels]
 
 
 class SeededItems(Dataset):

@@ -40,6 +40,8 @@ def _read(path: Path) -> Any:
     except Exception as e:
         raise PretrainedError(f"{path}: not a readable checkpoint ({type(e).__name__}); "
                               "pass a file written by torch.save") from None
+    if isinstance(obj, dict) and {"config", "model", "meta"} <= obj.keys():  # our own training checkpoint
+        return obj
     warnings.warn(f"{path}: holds non-tensor Python objects ({reason}); loaded with weights_only=False, "
                   "only do this for files you trust", stacklevel=3)
     return obj

@@ -2,11 +2,14 @@
 
 ``fit(cfg, out_dir)`` trains an :class:`~deepfake_ssat.models.SSAT` model, checkpointing atomically
 (``last.pt`` every ``train.save_every_steps`` updates and at each epoch end, ``best.pt`` on the
-validation split), and resumes exactly from any of its checkpoints.
+validation split), and resumes exactly from any of its checkpoints. Under ``torchrun`` it runs
+DDP (one process per device; ``data.batch_size`` per process), reduces metrics over the ranks and
+checkpoints on rank 0.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import random
@@ -20,16 +23,19 @@ import torch
 import torch.nn as nn
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .. import __version__
 from ..config import Config, ConfigError, config_to_dict, dump_config
-from ..data import EpochSampler, SeededItems, build_datasets, num_classes
+from ..data import EpochSampler, SeededItems, build_datasets, manifest_sha256, num_classes
+from ..data.sampling import class_balance_weights, derive_seed
 from ..models import SSAT
 from .build import build_model
 from .checkpoint import (atomic_write_json, atomic_write_text, capture_rng, git_revision, load_checkpoint,
                          restore_rng, save_checkpoint)
+from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, setup_distributed, teardown_distributed
 
 VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs
 
@@ -71,16 +77,22 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_updates: int, warmup
 
 @torch.no_grad()
 def evaluate(model: SSAT, dataset: Dataset, batch_size: int, device: torch.device,
-             amp_dtype: torch.dtype | None = None, num_workers: int = 0) -> dict[str, float | None]:
-    """Mean joint loss, its parts and top-1 accuracy over ``dataset`` (masks drawn from a fixed seed)."""
+             amp_dtype: torch.dtype | None = None, num_workers: int = 0,
+             dist: DistInfo = DistInfo()) -> dict[str, float | None]:
+    """Mean joint loss, its parts and top-1 accuracy over ``dataset`` (masks drawn from a fixed seed).
+
+    Under DDP each rank evaluates every ``world_size``-th item and the sums are reduced.
+    """
     model.eval()
+    if dist.enabled:
+        dataset = Subset(dataset, range(dist.rank, len(dataset), dist.world_size))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     sums = {"loss": 0.0, "cls": 0.0, "rec": 0.0}
     correct, count = 0, 0
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(VAL_MASK_SEED)
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        torch.manual_seed(derive_seed(VAL_MASK_SEED, dist.rank) if dist.enabled else VAL_MASK_SEED)
+        for batch in loader:
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             with _autocast(device, amp_dtype):
                 out = model(x)
                 loss, parts = model.loss(out, x, y)
@@ -91,6 +103,8 @@ def evaluate(model: SSAT, dataset: Dataset, batch_size: int, device: torch.devic
             if out.logits is not None:
                 correct += (out.logits.argmax(dim=1) == y).sum().item()
             count += n
+    total = all_reduce_sum([sums["loss"], sums["cls"], sums["rec"], correct, count], dist, device)
+    sums["loss"], sums["cls"], sums["rec"], correct, count = total
     if count == 0:
         raise ValueError("evaluation split is empty")
     return {
@@ -132,6 +146,20 @@ def _write_metrics_csv(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def data_manifest(datasets: dict[str, Dataset]) -> dict:
+    """What each split reads (video keys, labels, crop files for face clips; sizes otherwise) + its hash."""
+    splits = {}
+    for name, ds in datasets.items():
+        if hasattr(ds, "manifest"):
+            splits[name] = ds.manifest()
+        elif hasattr(ds, "images"):  # in-memory tensors (digits): fingerprint of the split's data
+            digest = hashlib.sha256(ds.images.numpy().tobytes() + ds.labels.numpy().tobytes()).hexdigest()
+            splits[name] = [{"items": len(ds), "sha256": digest}]
+        else:
+            splits[name] = [{"items": len(ds)}]
+    return {"sha256": manifest_sha256(splits), "splits": splits}
+
+
 def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = None,
         max_steps: int | None = None) -> dict:
     """Train per ``cfg`` into ``out_dir``; resume from checkpoint ``resume`` (a path, or one already
@@ -142,30 +170,49 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
     Returns the summary also written to ``out_dir/summary.json``.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     t = cfg.train
-    device = resolve_device(t.device)
+    dist, device = setup_distributed(resolve_device(t.device))
+    try:
+        return _fit(cfg, out_dir, resume, max_steps, dist, device)
+    finally:
+        teardown_distributed(dist)
+
+
+def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistInfo, device: torch.device) -> dict:
+    t = cfg.train
+    main = dist.is_main
     amp_dtype = autocast_dtype(t.amp, device)
     if t.accum_steps < 1 or cfg.data.batch_size < 1 or t.epochs < 1:
         raise ConfigError("train.accum_steps, data.batch_size and train.epochs must be >= 1")
     if not (math.isfinite(t.blr) and t.blr > 0):
         raise ConfigError(f"train.blr: must be a positive number, got {t.blr}")
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
-    _seed_everything(t.seed)
+    _seed_everything(t.seed)  # identical initial weights on every rank
     model = build_model(cfg, cfg.model.num_classes or num_classes(cfg.data.name)).to(device)
-    datasets = build_datasets(cfg.data, model.encoder.img_size, model.encoder.in_chans)
-    micro_per_epoch = len(datasets["train"]) // cfg.data.batch_size
+    encoder = model.encoder
+    datasets = build_datasets(cfg.data, encoder.img_size, encoder.in_chans, getattr(encoder, "num_frames", None))
+    train_set = datasets["train"]
+    weights = None
+    if cfg.data.balanced:
+        if getattr(train_set, "labels", None) is None:
+            raise ConfigError(f"data.balanced: dataset {cfg.data.name} has no per-item labels to balance")
+        weights = class_balance_weights(train_set.labels)
+    sampler = EpochSampler(len(train_set), t.seed, weights=weights, rank=dist.rank, world_size=dist.world_size)
+    micro_per_epoch = sampler.per_rank() // cfg.data.batch_size
     updates_per_epoch = micro_per_epoch // t.accum_steps
     if updates_per_epoch == 0:
         raise ConfigError(
-            f"data.batch_size: {cfg.data.batch_size} x train.accum_steps {t.accum_steps} exceeds the "
-            f"{len(datasets['train'])} training items; lower them")
+            f"data.batch_size: {cfg.data.batch_size} x train.accum_steps {t.accum_steps} x {dist.world_size} "
+            f"processes exceeds the {len(train_set)} training items; lower them")
     total_updates = updates_per_epoch * t.epochs
-    lr = t.blr * cfg.data.batch_size * t.accum_steps / 256
+    lr = t.blr * cfg.data.batch_size * t.accum_steps * dist.world_size / 256
     optimizer = build_optimizer(model, lr, t.weight_decay)
     scheduler = build_scheduler(optimizer, total_updates, round(t.warmup_epochs * updates_per_epoch), t.min_lr)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     state = TrainState()
+    data_meta = data_manifest(datasets)
 
     if resume is not None:
         ckpt = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=device)
@@ -178,35 +225,61 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
             group.update(settings)
         scaler.load_state_dict(ckpt["scaler"])
         state = TrainState(**ckpt["train_state"])
-        restore_rng(ckpt["rng"])
-    atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
-    meta = {"version": __version__, "git": git_revision(), "torch": torch.__version__, "device": str(device)}
+        per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+        restore_rng(per_rank[dist.rank] if len(per_rank) == dist.world_size else per_rank[0])
+    else:
+        if t.init_from:
+            from .pretrained import load_pretrained
+            report = load_pretrained(encoder, t.init_from)
+            if main:
+                print(f"[train] init_from {t.init_from} ({report['format']}): {report['loaded']} tensors; "
+                      f"fresh: {', '.join(report['missing']) or 'none'}", flush=True)
+        if dist.enabled:  # masks and dropout differ across ranks (the weights are already identical)
+            _seed_everything(derive_seed(t.seed, dist.rank))
+    meta = {"version": __version__, "git": git_revision(), "torch": torch.__version__, "device": str(device),
+            "world_size": dist.world_size, "data_manifest_sha256": data_meta["sha256"]}
+    if main:
+        atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
+        atomic_write_json(out_dir / "data_manifest.json", data_meta)
 
     def checkpoint(path: Path, rng: dict) -> None:
-        save_checkpoint(path, {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rng,
-            "train_state": vars(state),
-            "config": config_to_dict(cfg),
-            "meta": meta,
-        })
+        """Collective: every rank's RNG state is gathered; rank 0 writes; all wait for the file."""
+        rngs = gather_objects(rng, dist)
+        if main:
+            save_checkpoint(path, {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rngs[0],
+                "rng_per_rank": rngs,
+                "train_state": vars(state),
+                "config": config_to_dict(cfg),
+                "meta": meta,
+            })
+        barrier(dist)
 
-    from torch.utils.tensorboard import SummaryWriter
-    writer = SummaryWriter(str(out_dir / "tb"), purge_step=state.step if state.step else None)
-    train_items = SeededItems(datasets["train"])
-    sampler = EpochSampler(len(train_items), t.seed)
+    # find_unused_parameters: with lam = 0 the classifier head gets no gradient
+    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                  find_unused_parameters=model.lam == 0) if dist.enabled else model
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out_dir / "tb"), purge_step=state.step if state.step else None)
     # Its own generator: creating an iterator must not draw from the global RNG (exact resume).
     loader = DataLoader(
-        train_items, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
+        SeededItems(train_set), batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
         num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(t.seed))
-    print(f"[train] {out_dir}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
-          f"decoder={'yes' if model.decoder is not None else 'no'}, lam={model.lam}, device={device}, "
-          f"lr={lr:.2e}, {updates_per_epoch} updates/epoch x {t.epochs} epochs"
-          + (f", resuming at update {state.step}" if state.step else ""), flush=True)
+    if main:
+        for split, ds in datasets.items():
+            if hasattr(ds, "describe"):
+                print(f"[data] {split}: {ds.describe()}", flush=True)
+        print(f"[train] {out_dir}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
+              f"decoder={'yes' if model.decoder is not None else 'no'}, lam={model.lam}, device={device}"
+              f"{f' x {dist.world_size} processes' if dist.enabled else ''}, lr={lr:.2e}, "
+              f"{updates_per_epoch} updates/epoch x {t.epochs} epochs"
+              + (f", resuming at update {state.step}" if state.step else ""), flush=True)
 
     try:
         while state.step < total_updates:
@@ -216,17 +289,18 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
             model.train()
             start = time.perf_counter()
             rng_at_update = capture_rng()
-            bar = tqdm(total=updates_per_epoch, initial=state.step % updates_per_epoch, disable=None,
+            bar = tqdm(total=updates_per_epoch, initial=state.step % updates_per_epoch, disable=None if main else True,
                        desc=f"epoch {epoch + 1}/{t.epochs}", leave=False)
-            for micro, (x, y) in enumerate(loader, start=first_micro):
+            for micro, batch in enumerate(loader, start=first_micro):
                 if micro >= updates_per_epoch * t.accum_steps:
                     break
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with _autocast(device, amp_dtype):
-                    out = model(x)
+                x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+                syncing = (micro + 1) % t.accum_steps == 0
+                with _no_sync(net, syncing), _autocast(device, amp_dtype):
+                    out = net(x)
                     loss, parts = model.loss(out, x, y)
                 loss_value = loss.item()
-                if not math.isfinite(loss_value):
+                if not _finite_everywhere(loss_value, dist, device):
                     state.train_seconds += time.perf_counter() - start
                     checkpoint(out_dir / "last.pt", rng_at_update)
                     raise TrainingDiverged(
@@ -234,13 +308,14 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
                         f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); state before this "
                         f"update saved to {out_dir / 'last.pt'}; resume with a lower train.blr or a "
                         f"train.clip_grad")
-                scaler.scale(loss / t.accum_steps).backward()
+                with _no_sync(net, syncing):
+                    scaler.scale(loss / t.accum_steps).backward()
                 sums = state.epoch_sums
                 sums["n"] += 1
                 sums["loss"] += loss_value
                 for k, v in parts.items():
                     sums[k] += v.item()
-                if (micro + 1) % t.accum_steps:
+                if not syncing:
                     continue
                 scheduler.step_update(state.step)
                 if t.clip_grad is not None:
@@ -252,7 +327,7 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
                 state.step += 1
                 bar.update(1)
                 current_lr = optimizer.param_groups[0]["lr"]
-                if state.step % t.log_every_steps == 0:
+                if writer is not None and state.step % t.log_every_steps == 0:
                     bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{current_lr:.2e}")
                     writer.add_scalar("train/loss", loss_value, state.step)
                     writer.add_scalar("train/lr", current_lr, state.step)
@@ -264,7 +339,7 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
                 if end_of_epoch:
                     state.train_seconds += time.perf_counter() - start
                     _end_epoch(model, datasets, cfg, device, amp_dtype, state, epoch, current_lr, writer,
-                               out_dir, checkpoint)
+                               out_dir, checkpoint, dist)
                     rng_at_update = capture_rng()
                     checkpoint(out_dir / "last.pt", rng_at_update)
                     start = time.perf_counter()
@@ -277,46 +352,65 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
                     return {"stopped_at_step": state.step}
             bar.close()
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
-    summary = _finish(model, datasets, cfg, device, amp_dtype, state, out_dir)
-    atomic_write_json(out_dir / "summary.json", summary)
+    summary = _finish(model, datasets, cfg, device, amp_dtype, state, out_dir, dist)
+    summary["data_manifest_sha256"] = data_meta["sha256"]
+    if main:
+        atomic_write_json(out_dir / "summary.json", summary)
     return summary
 
 
+def _no_sync(net: nn.Module, syncing: bool):
+    """DDP: skip the gradient all-reduce on accumulation micro-steps."""
+    return net.no_sync() if isinstance(net, DistributedDataParallel) and not syncing else nullcontext()
+
+
+def _finite_everywhere(value: float, dist: DistInfo, device: torch.device) -> bool:
+    """Whether the loss is finite on every rank (all ranks must stop together)."""
+    bad = 0.0 if math.isfinite(value) else 1.0
+    return all_reduce_sum([bad], dist, device)[0] == 0
+
+
 def _end_epoch(model, datasets, cfg, device, amp_dtype, state: TrainState, epoch: int, lr: float, writer,
-               out_dir: Path, checkpoint) -> None:
+               out_dir: Path, checkpoint, dist: DistInfo) -> None:
     """Validate, log the epoch row (metrics.csv, TensorBoard), keep ``best.pt`` on validation."""
-    val = evaluate(model, datasets["val"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers)
+    val = evaluate(model, datasets["val"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers, dist)
     sums = state.epoch_sums
-    n = max(sums["n"], 1)
+    n_loss, n_cls, n_rec, n = all_reduce_sum([sums["loss"], sums["cls"], sums["rec"], sums["n"]], dist, device)
+    n = max(n, 1)
     row = {
         "epoch": epoch + 1, "step": state.step, "lr": lr,
-        "train_loss": sums["loss"] / n, "train_cls": sums["cls"] / n, "train_rec": sums["rec"] / n,
+        "train_loss": n_loss / n, "train_cls": n_cls / n, "train_rec": n_rec / n,
         "val_loss": val["loss"], "val_acc1": val["acc1"], "val_rec": val["rec"],
         "train_seconds": round(state.train_seconds, 3),
     }
     state.history.append(row)
     state.epoch_sums = {"loss": 0.0, "cls": 0.0, "rec": 0.0, "n": 0}
-    for k in ("val_loss", "val_acc1", "val_rec"):
-        if row[k] is not None:
-            writer.add_scalar(f"val/{k[4:]}", row[k], state.step)
-    writer.flush()
     metric = val["acc1"] if val["acc1"] is not None else -val["rec"]
     if state.best_metric is None or metric > state.best_metric:
         state.best_metric, state.best_epoch = metric, epoch + 1
         checkpoint(out_dir / "best.pt", capture_rng())
+    if not dist.is_main:
+        return
+    for k in ("val_loss", "val_acc1", "val_rec"):
+        if row[k] is not None:
+            writer.add_scalar(f"val/{k[4:]}", row[k], state.step)
+    writer.flush()
     _write_metrics_csv(out_dir / "metrics.csv", state.history)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
     print(f"[train] epoch {epoch + 1}/{cfg.train.epochs} {shown}", flush=True)
 
 
-def _finish(model: SSAT, datasets, cfg: Config, device, amp_dtype, state: TrainState, out_dir: Path) -> dict:
+def _finish(model: SSAT, datasets, cfg: Config, device, amp_dtype, state: TrainState, out_dir: Path,
+            dist: DistInfo) -> dict:
     """Test the best-on-validation weights (never select on test) and summarise the run."""
     test = None
     if "test" in datasets:
         model.load_state_dict(load_checkpoint(out_dir / "best.pt", map_location=device)["model"])
-        test = evaluate(model, datasets["test"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers)
+        test = evaluate(model, datasets["test"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers,
+                        dist)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     return {
         "best_epoch": state.best_epoch,

@@ -120,12 +120,29 @@ def ffpp_items(root: Path) -> list[VideoItem]:
     return items
 
 
+CELEBDF_FOLDERS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}
+
+
+def celebdf_items(root: Path) -> list[VideoItem]:
+    """Celeb-DF (v2) videos at ``celebdf/<folder>/<id>``, labelled by folder (``Celeb-synthesis`` = fake).
+
+    ``method`` is the folder name; the official test list is applied by the training dataset.
+    """
+    items = []
+    for folder, label in CELEBDF_FOLDERS.items():
+        for path in _videos_under(root / folder):
+            items.append(VideoItem(path, f"celebdf/{folder}/{path.stem}", "celebdf", path.stem, label=label,
+                                   method=folder))
+    return items
+
+
 def discover(inputs: list[str | Path]) -> list[VideoItem]:
     """All videos of ``inputs``; raises :class:`InputError` for a path that does not exist.
 
     A folder is a DFDC part if it holds ``metadata.json``, a DFDC root if it holds ``dfdc_train_part_*``
-    folders, an FF++ root if it holds ``original_sequences`` or ``manipulated_sequences``, else a plain
-    folder of videos. Two inputs mapping to the same output folder: the later one is a ``duplicate``.
+    folders, an FF++ root if it holds ``original_sequences`` or ``manipulated_sequences``, a Celeb-DF
+    root if it holds ``Celeb-real`` / ``Celeb-synthesis`` / ``YouTube-real``, else a plain folder of
+    videos. Two inputs mapping to the same output folder: the later one is a ``duplicate``.
     """
     items: list[VideoItem] = []
     for raw in inputs:
@@ -141,6 +158,8 @@ def discover(inputs: list[str | Path]) -> list[VideoItem]:
                 items += dfdc_part_items(part)
         elif (path / "original_sequences").is_dir() or (path / "manipulated_sequences").is_dir():
             items += ffpp_items(path)
+        elif any((path / name).is_dir() for name in CELEBDF_FOLDERS):
+            items += celebdf_items(path)
         else:
             items += folder_items(path)
     return _mark_duplicates(items)

@@ -324,7 +324,8 @@ def write_index(out_root: Path) -> int:
         row = {k: m.get(k) for k in ("dataset", "method", "compression", "video_id", "part", "label",
                                      "original", "status", "fps", "num_frames")}
         row.update(dir=path.parent.relative_to(out_root).as_posix(), num_crops=len(m["crops"]),
-                   frames=[c["frame"] for c in m["crops"]], files=[c["file"] for c in m["crops"]])
+                   frames=[c["frame"] for c in m["crops"]], files=[c["file"] for c in m["crops"]],
+                   tracks=[c["track"] for c in m["crops"]], clips=m.get("clips"), params=m.get("params"))
         lines.append(json.dumps(row))
     atomic_write_text(out_root / "index.jsonl", "".join(line + "\n" for line in lines))
     return len(lines)

@@ -1,0 +1,194 @@
+"""Face-clip datasets (issue 4) over real extractions of real-face videos (see conftest.face_data)."""
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from deepfake_ssat.config import ConfigError, load_config
+from deepfake_ssat.data import EpochSampler, SeededItems, build_datasets
+from deepfake_ssat.data.faceclips import (DatasetError, build_face_clips, clip_positions, clip_transform,
+                                          scan_extraction, split_celebdf)
+from deepfake_ssat.data.sampling import class_balance_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dfdc(face_data, **kw):
+    return build_face_clips("dfdc", face_data.dfdc, 32, 8, **kw)
+
+
+def _ffpp(face_data, **kw):
+    return build_face_clips("ffpp", face_data.ffpp, 32, 8, splits_dir=face_data.splits, **kw)
+
+
+def test_dfdc_folds_are_parts_and_items_are_clips(face_data):
+    ds = _dfdc(face_data, eval_clips=3)
+    parts = {split: {v.part for v in d.videos} for split, d in ds.items()}
+    assert all(len(p) == 1 for p in parts.values())  # 3 parts: one per fold
+    assert len(set.union(*parts.values())) == 3
+    for d in ds.values():  # every original sits in the fold of its fakes
+        names = {v.video_id for v in d.videos}
+        assert all(Path(v.original).stem in names for v in d.videos if v.original)
+        assert Counter(v.label for v in d.videos) == {0: 2, 1: 4}
+    x, y, key = ds["train"][0]
+    assert x.shape == (3, 8, 32, 32) and x.dtype == torch.float32 and y in (0, 1)
+    assert key.startswith("dfdc/-/-/p") and abs(x.mean().item()) < 3
+    # 8 stored frames, clips of 8: exactly one window per video at evaluation
+    assert len(ds["val"]) == len(ds["val"].videos)
+    named = _dfdc(face_data, val_parts=["2"], test_parts=["dfdc_train_part_0"])
+    assert {v.part for v in named["val"].videos} == {"dfdc_train_part_2"}
+    assert {v.part for v in named["test"].videos} == {"dfdc_train_part_0"}
+    with pytest.raises(DatasetError, match="data.val_parts: 7: no extracted videos from part dfdc_train_part_7"):
+        _dfdc(face_data, val_parts=["7"])
+
+
+def test_eval_clips_spread_over_long_videos(face_data):
+    ds = build_face_clips("dfdc", face_data.dfdc, 32, 4, frame_step=1, eval_clips=3)
+    video = ds["val"].videos[0]
+    starts = [(s, p) for v, s, p in ds["val"].items if v == 0]
+    assert len(starts) == 3 and starts[0][1] == 0 and starts[-1][1] == len(video.segments[0]) - 4
+    assert clip_positions(5, 4, 2, 0) == [0, 2, 4, 4]  # clamped to the last crop (padding)
+
+
+def test_one_augmentation_draw_for_every_frame():
+    """Identical frames stay identical after the clip transform: crop, flip, jitter, noise are shared."""
+    from deepfake_ssat.faces.synthetic import astronaut
+
+    frames = np.stack([astronaut()[:256, 100:356]] * 6)
+    transform = clip_transform(64, train=True)
+    for seed in range(5):
+        transform.set_random_seed(seed)
+        out = transform(images=frames)["images"]
+        assert out.shape == (6, 64, 64, 3)
+        assert all((out[0] == out[i]).all() for i in range(6))
+
+
+def test_seeded_items_reproduce_augmentation(face_data):
+    train = SeededItems(_dfdc(face_data)["train"])
+    a, b, c = train[(0, 11)][0], train[(0, 11)][0], train[(0, 12)][0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_ffpp_official_split_and_method_selection(face_data):
+    ds = _ffpp(face_data, exclude_methods=["NeuralTextures"])
+    pairs = {s: json.loads((face_data.splits / f"{s}.json").read_text()) for s in ("train", "val", "test")}
+    for split, d in ds.items():
+        ids = {x for a, b in pairs[split] for x in (a, b, f"{a}_{b}", f"{b}_{a}")}
+        assert {v.video_id for v in d.videos} <= ids
+        assert {v.method for v in d.videos} == {"original", "Deepfakes", "Face2Face", "FaceSwap"}
+        assert len(d.videos) == len({v.key for v in d.videos})  # same id, different methods: distinct keys
+    test_keys = {v.key for v in ds["test"].videos}
+    assert "ffpp/Deepfakes/c23/007_006" in test_keys and "ffpp/Face2Face/c23/007_006" in test_keys
+    only = _ffpp(face_data, methods=["NeuralTextures"])
+    assert {v.method for v in only["train"].videos} == {"original", "NeuralTextures"}
+    with pytest.raises(DatasetError, match="data.exclude_methods: FaceShifter: no extracted FF\\+\\+ videos"):
+        _ffpp(face_data, exclude_methods=["FaceShifter"])
+    with pytest.raises(DatasetError, match="split 'train' is empty"):
+        _ffpp(face_data, compression="c40")
+    with pytest.raises(DatasetError, match="data.splits_dir: .*train.json not found"):
+        build_face_clips("ffpp", face_data.ffpp, 32, 8, splits_dir=face_data.root / "nowhere")
+
+
+def _fake_extraction(root: Path, rel: str, label: int, dataset: str, method: str, video_id: str,
+                     frames: int = 8, crop: int = 48, **params) -> None:
+    """A manifest + crops as tools/extract_faces.py writes them (no video needed)."""
+    folder = root / rel
+    folder.mkdir(parents=True)
+    crops = []
+    for i in range(frames):
+        cv2.imwrite(str(folder / f"{i:06d}.png"), np.full((crop, crop, 3), 40 * label + i, np.uint8))
+        crops.append({"frame": i, "file": f"{i:06d}.png", "track": 0})
+    sampling = params.pop("sampling", {"mode": "uniform", "frames": frames})
+    manifest = {"tool": "deepfake_ssat.faces", "status": "ok", "dataset": dataset, "method": method,
+                "compression": None, "video_id": video_id, "part": None, "label": label, "original": None,
+                "clips": None, "crops": crops, "params": {"crop_size": crop, "sampling": sampling, **params}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_celebdf_test_list_label_convention(tmp_path):
+    root = tmp_path / "faces"
+    videos = [("Celeb-real", "id0_0000", 0), ("Celeb-real", "id1_0000", 0), ("YouTube-real", "00001", 0),
+              ("Celeb-synthesis", "id0_id1_0000", 1), ("Celeb-synthesis", "id1_id0_0000", 1),
+              ("Celeb-synthesis", "id2_id0_0001", 1), ("Celeb-real", "id2_0001", 0)]
+    for folder, vid, label in videos:
+        _fake_extraction(root, f"celebdf/{folder}/{vid}", label, "celebdf", folder, vid)
+    listing = tmp_path / "List_of_testing_videos.txt"
+    listing.write_text("1 Celeb-real/id0_0000.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n")
+    videos_found, _ = scan_extraction(root, 8, 1, 32)
+    splits = split_celebdf(videos_found, listing, 0.3, 0)
+    assert {(v.video_id, v.label) for v in splits["test"]} == {("id0_0000", 0), ("id0_id1_0000", 1)}
+    assert len(splits["train"]) + len(splits["val"]) == 5
+    listing.write_text("0 Celeb-real/id0_0000.mp4\n")  # says fake: contradicts the folder
+    with pytest.raises(DatasetError, match="id0_0000 is listed as fake"):
+        split_celebdf(videos_found, listing, 0.3, 0)
+    listing.write_text("real Celeb-real/id0_0000.mp4\n")
+    with pytest.raises(DatasetError, match="line 1: expected"):
+        split_celebdf(videos_found, listing, 0.3, 0)
+
+
+def test_extraction_that_does_not_match_the_config(tmp_path, face_data):
+    with pytest.raises(DatasetError, match="crops are 48 px but model.img_size is 64; re-extract with --size 64"):
+        build_face_clips("dfdc", face_data.dfdc, 64, 8)
+    with pytest.raises(DatasetError, match="stored 8 frames per video but a clip of model.num_frames=8 with "
+                                           "data.frame_step=2 needs 15"):
+        build_face_clips("dfdc", face_data.dfdc, 32, 8, frame_step=2)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match="holds no extracted faces .* run tools/extract_faces.py"):
+        build_face_clips("dfdc", empty, 32, 8)
+    mixed = tmp_path / "mixed"
+    _fake_extraction(mixed, "a/x", 0, "dfdc", None, "x")
+    _fake_extraction(mixed, "a/y", 1, "dfdc", None, "y", crop=64)
+    with pytest.raises(DatasetError, match="were extracted with different parameters"):
+        scan_extraction(mixed, 8, 1, 32)
+    clips = tmp_path / "clips"
+    _fake_extraction(clips, "a/x", 0, "dfdc", None, "x",
+                     sampling={"mode": "clips", "clips": 2, "clip_len": 4, "stride": 2})
+    with pytest.raises(DatasetError, match="stored 4 frames per clip"):
+        scan_extraction(clips, 8, 1, 32)
+
+
+def test_unusable_videos_are_reported_not_dropped_silently(tmp_path, face_data, capsys):
+    root = tmp_path / "faces"
+    shutil.copytree(face_data.dfdc, root)
+    manifest = next(root.rglob("manifest.json"))
+    m = json.loads(manifest.read_text())
+    m["status"], m["crops"] = "no_face", []
+    manifest.write_text(json.dumps(m))
+    (root / "index.jsonl").unlink()  # a stale or missing index: manifests are the truth
+    build_face_clips("dfdc", root, 32, 8)
+    assert "videos left out: 1 no_face" in capsys.readouterr().out
+    ds = build_face_clips("dfdc", root, 32, 8)
+    video = ds["val"].videos[0]
+    broken = video.dir / video.segments[0][0][1]
+    broken.write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=f"{broken}: cannot read face crop"):
+        ds["val"][0]
+
+
+def test_build_datasets_errors_name_the_key(tmp_path):
+    cfg = load_config(ROOT / "configs/tiny/dfdc_videomae_095.yaml")
+    with pytest.raises(ConfigError, match="data.root: dfdc needs the output folder of tools/extract_faces.py"):
+        build_datasets(cfg.data, 32, 3, 8)
+    cfg = load_config(ROOT / "configs/tiny/dfdc_videomae_095.yaml", [f"data.root={tmp_path / 'nope'}"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_datasets(cfg.data, 32, 3, 8)
+
+
+def test_balanced_and_sharded_sampling():
+    labels = [1] * 82 + [0] * 18
+    sampler = EpochSampler(100, seed=0, weights=class_balance_weights(labels))
+    drawn = Counter(labels[i] for epoch in range(20) for i, _ in (sampler.set_epoch(epoch) or sampler))
+    assert abs(drawn[0] / sum(drawn.values()) - 0.5) < 0.05
+    one = EpochSampler(10, seed=3)
+    ranks = [EpochSampler(10, seed=3, rank=r, world_size=2) for r in range(2)]
+    order = [i for i, _ in one]
+    assert [i for i, _ in ranks[0]] == order[0::2] and [i for i, _ in ranks[1]] == order[1::2]
+    assert {s for _, s in one} == {s for r in ranks for _, s in r}  # same per-item seeds as one process
+    ranks[1].set_epoch(0, start=2)
+    assert [i for i, _ in ranks[1]] == order[1::2][2:]

@@ -1,0 +1,110 @@
+"""Video training end to end (issue 4): every config family on a tiny DFDC extraction, exact resume,
+SSL -> fine-tuning, and torchrun DDP (gloo, 2 CPU processes) against one process."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, run_env
+
+from deepfake_ssat.config import load_config
+from deepfake_ssat.engine import fit, load_checkpoint, load_inference_model
+
+FAST = ["train.epochs=4", "data.batch_size=2", "train.blr=1.0e-2", "train.warmup_epochs=0", "data.augment=false"]
+
+
+def _cfg(name: str, face_data, *opts: str):
+    return load_config(ROOT / "configs" / "tiny" / f"{name}.yaml", [f"data.root={face_data.dfdc}", *FAST, *opts])
+
+
+def _history(run: Path) -> list[dict]:
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dfdc_videomae_095", "dfdc_videomae_075", "dfdc_videomae_scratch"])
+def test_config_family_trains_and_loss_decreases(name, face_data, tmp_path):
+    summary = fit(_cfg(name, face_data), tmp_path)
+    rows = _history(tmp_path)
+    assert len(rows) == 4 and summary["steps"] == 12
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert summary["test_acc1"] is not None and len(summary["data_manifest_sha256"]) == 64
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["meta"]["data_manifest_sha256"] == summary["data_manifest_sha256"]
+    assert any(k.startswith("decoder.") for k in ckpt["model"]) == (name != "dfdc_videomae_scratch")
+    encoder, _ = load_inference_model(tmp_path / "best.pt")
+    x, _, _ = __import__("deepfake_ssat.data", fromlist=["build_datasets"]).build_datasets(
+        _cfg(name, face_data).data, 32, 3, 8)["test"][0]
+    assert encoder(x[None]).shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_ssl_then_finetune_chain(face_data, tmp_path):
+    ssl = fit(_cfg("dfdc_videomae_ssl_095", face_data), tmp_path / "ssl")
+    rows = _history(tmp_path / "ssl")
+    assert ssl["best_val_acc1"] is None and rows[0]["val_acc1"] == ""  # lam = 0: no classifier trained
+    assert float(rows[-1]["train_rec"]) < float(rows[0]["train_rec"])
+    pre = load_checkpoint(tmp_path / "ssl" / "last.pt")["model"]
+    cfg = _cfg("dfdc_videomae_ssl_095_ft", face_data, f"train.init_from={tmp_path / 'ssl' / 'last.pt'}",
+               "train.epochs=1", "train.blr=1.0e-9")
+    ft = fit(cfg, tmp_path / "ft")
+    tuned = load_checkpoint(tmp_path / "ft" / "last.pt")["model"]
+    assert not any(k.startswith("decoder.") for k in tuned)  # fine-tuning: classification only
+    block = "encoder.blocks.0.attn.qkv.weight"
+    assert torch.allclose(tuned[block], pre[block], atol=1e-5)  # started from the pre-trained encoder
+    assert ft["test_acc1"] is not None
+
+
+@pytest.mark.slow
+def test_video_resume_is_exact(face_data, tmp_path):
+    cfg = _cfg("dfdc_videomae_095", face_data, "train.epochs=2", "data.augment=true")
+    fit(cfg, tmp_path / "full")
+    assert fit(cfg, tmp_path / "cut", max_steps=4) == {"stopped_at_step": 4}
+    fit(cfg, tmp_path / "cut", resume=tmp_path / "cut" / "last.pt")
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _torchrun(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    env = run_env()
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "tools" / "train.py"), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_matches_one_process_and_resumes(face_data, tmp_path):
+    """2 gloo processes x batch 2 == 1 process x batch 4 (scratch: no random masks, no dropout);
+    a DDP run stopped after 2 updates and resumed under DDP ends where the uninterrupted one does."""
+    name, common = "dfdc_videomae_scratch", [*FAST, "train.epochs=4", "data.augment=true", "data.balanced=true",
+                                             "ssat.label_smoothing=0.0"]
+    single = load_config(ROOT / "configs/tiny" / f"{name}.yaml", [f"data.root={face_data.dfdc}", *common,
+                                                                    "data.batch_size=4"])
+    torch.set_num_threads(1)
+    try:
+        fit(single, tmp_path / "one")
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    config = str(ROOT / "configs/tiny" / f"{name}.yaml")
+    opts = ["--opts", f"data.root={face_data.dfdc}", *common, "data.batch_size=2"]
+    cut = _torchrun(["--config", config, "--out", str(tmp_path / "ddp"), "--max-steps", "2", *opts])
+    assert cut.returncode == 0, cut.stderr[-2000:]
+    resumed = _torchrun(["--resume", str(tmp_path / "ddp" / "last.pt")])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert summary["steps"] == one["steps"] == 4  # 6 train videos / global batch 4 = 1 update per epoch
+    ckpt_ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    ckpt_one = load_checkpoint(tmp_path / "one" / "last.pt")
+    assert ckpt_ddp["meta"]["world_size"] == 2 and len(ckpt_ddp["rng_per_rank"]) == 2
+    for k, v in ckpt_one["model"].items():
+        assert torch.allclose(ckpt_ddp["model"][k], v, atol=1e-5, rtol=1e-4), k
+    assert summary["test_acc1"] == pytest.approx(one["test_acc1"])
+    assert summary["best_val_acc1"] == pytest.approx(one["best_val_acc1"])
