@@ -1,0 +1,156 @@
+"""Evaluation outputs: ROC figure, the paper's Table 8 layout (Markdown) plus CSV/JSON, per-video CSV.
+
+A results record is ``{"model": str, "protocol": "cross" | "zero-shot", "method": str, "metrics": m}``
+where ``m`` is either one ``binary_metrics`` dict or ``{"clip": ..., "video": ...}`` of them (as in
+``StreamingMetrics.compute()["per_method"][method]``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+
+from ..engine.checkpoint import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
+
+METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+PROTOCOLS = {"cross": "Cross-manipulation", "zero-shot": "Zero-shot"}
+METRIC_FIELDS = ("acc", "acc_real", "acc_fake", "auc", "ap", "eer", "n", "n_real", "n_fake")
+VIDEO_FIELDS = ("key", "dataset", "method", "compression", "video_id", "label", "prob", "num_clips")
+MISSING = "–"
+
+
+def roc_png(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str = "ROC") -> None:
+    """One ROC curve per ``name -> (labels, probs)`` (fake positive), AUC in the legend; written atomically."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    try:
+        for name, (labels, probs) in curves.items():
+            labels, probs = _numpy(labels), _numpy(probs)
+            if len(set(labels.tolist())) < 2:
+                raise ValueError(f"roc_png: curve {name!r} has a single class; a ROC needs real and fake samples")
+            fpr, tpr, _ = roc_curve(labels, probs)
+            ax.plot(fpr, tpr, label=f"{name} (AUC = {roc_auc_score(labels, probs):.4f})")
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate", title=title)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
+def _numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x).reshape(-1)
+
+
+@dataclass(frozen=True)
+class ResultsTable:
+    """Validated results records; ``columns`` are the methods shown, ``level`` picks nested metrics' level."""
+
+    records: tuple[dict[str, Any], ...]
+    columns: tuple[str, ...]
+    level: str
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(r["model"] for r in self.records))
+
+    def cell(self, model: str, protocol: str, method: str) -> dict[str, Any] | None:
+        """The flat metrics dict of one cell, or ``None`` when missing."""
+        for r in self.records:
+            if (r["model"], r["protocol"], r["method"]) == (model, protocol, method):
+                m = r["metrics"]
+                nested = any(isinstance(v, Mapping) for v in m.values())
+                return m.get(self.level) if nested else m
+        return None
+
+
+def results_table(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = METHODS, level: str = "video"
+) -> ResultsTable:
+    """Validate records (see module doc); a duplicate (model, protocol, method) raises ``ValueError``.
+
+    Records for methods outside ``columns`` are kept for the CSV/JSON but not shown in the Markdown.
+    """
+    records, seen = [], set()
+    for row in rows:
+        missing = {"model", "protocol", "method", "metrics"} - set(row)
+        if missing:
+            raise ValueError(f"results record {dict(row)!r} lacks {sorted(missing)}")
+        if row["protocol"] not in PROTOCOLS:
+            raise ValueError(f"protocol {row['protocol']!r} is not one of {list(PROTOCOLS)}")
+        ident = (str(row["model"]), row["protocol"], str(row["method"]))
+        if ident in seen:
+            raise ValueError(f"duplicate results record for model/protocol/method {ident}")
+        seen.add(ident)
+        records.append({"model": ident[0], "protocol": ident[1], "method": ident[2], "metrics": dict(row["metrics"])})
+    return ResultsTable(tuple(records), tuple(columns), level)
+
+
+def _fmt(value: float | None, scale: float) -> str:
+    return MISSING if value is None else f"{value * scale:.2f}"
+
+
+def results_markdown(table: ResultsTable) -> str:
+    """Table 8 layout: one table for accuracy and one for AUC (both %, 2 decimals); rows = models,
+    columns = the methods under each protocol (``Deepfakes (cross)`` ... ``Deepfakes (zero-shot)`` ...)."""
+    header = ["Model"] + [f"{m} ({p})" for p in PROTOCOLS for m in table.columns]
+    sections = " / ".join(f"`({p})` = {name}" for p, name in PROTOCOLS.items())
+    lines = ["# Results", "", f"Columns: {sections}; level: {table.level}; `{MISSING}` = not evaluated.", ""]
+    for title, metric, scale in (("Accuracy (%)", "acc", 1.0), ("AUC (%)", "auc", 100.0)):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for model in table.models:
+            cells = [
+                _fmt((table.cell(model, p, m) or {}).get(metric), scale) for p in PROTOCOLS for m in table.columns
+            ]
+            lines.append("| " + " | ".join([model] + cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _flat_rows(table: ResultsTable) -> list[dict[str, Any]]:
+    """One CSV row per record and metrics level (``level`` empty for flat metrics)."""
+    out = []
+    for r in table.records:
+        m = r["metrics"]
+        levels = {k: v for k, v in m.items() if isinstance(v, Mapping)} or {"": m}
+        for level, values in levels.items():
+            out.append({"model": r["model"], "protocol": r["protocol"], "method": r["method"], "level": level}
+                       | {f: values.get(f) for f in METRIC_FIELDS})
+    return out
+
+
+def _csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({f: "" if row.get(f) is None else row.get(f) for f in fields})
+    return buf.getvalue()
+
+
+def write_results(out_dir: str | Path, table: ResultsTable) -> dict[str, Path]:
+    """Write ``results.md``, ``results.csv`` (all metrics) and ``results.json`` (the records) atomically."""
+    out = Path(out_dir)
+    paths = {ext: out / f"results.{ext}" for ext in ("md", "csv", "json")}
+    atomic_write_text(paths["md"], results_markdown(table))
+    fields = ("model", "protocol", "method", "level") + METRIC_FIELDS
+    atomic_write_text(paths["csv"], _csv_text(_flat_rows(table), fields))
+    meta = {"columns": list(table.columns), "level": table.level}
+    atomic_write_json(paths["json"], meta | {"records": list(table.records)})
+    return paths
+
+
+def write_predictions_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Per-video predictions (``StreamingMetrics.videos()`` rows) as CSV, written atomically."""
+    atomic_write_text(path, _csv_text(rows, VIDEO_FIELDS))
