@@ -11,7 +11,7 @@ import torch
 
 from deepfake_ssat.config import ConfigError, load_config
 from deepfake_ssat.data import EpochSampler, SeededItems, build_datasets
-from deepfake_ssat.data.faceclips import (DatasetError, build_face_clips, clip_positions, clip_transform,
+from deepfake_ssat.data.faceclips import (DatasetError, FaceClipDataset, build_face_clips, clip_positions,
                                           scan_extraction, split_celebdf)
 from deepfake_ssat.data.sampling import class_balance_weights
 
@@ -55,17 +55,24 @@ def test_eval_clips_spread_over_long_videos(face_data):
     assert clip_positions(5, 4, 2, 0) == [0, 2, 4, 4]  # clamped to the last crop (padding)
 
 
-def test_one_augmentation_draw_for_every_frame():
-    """Identical frames stay identical after the clip transform: crop, flip, jitter, noise are shared."""
+def test_one_augmentation_draw_for_every_frame(tmp_path):
+    """A video whose crops are all the same image gives clips whose frames are all the same: crop box,
+    flip, colour, JPEG, noise and blur are drawn once per clip; and the draws differ between clips."""
     from deepfake_ssat.faces.synthetic import astronaut
 
-    frames = np.stack([astronaut()[:256, 100:356]] * 6)
-    transform = clip_transform(64, train=True)
-    for seed in range(5):
-        transform.set_random_seed(seed)
-        out = transform(images=frames)["images"]
-        assert out.shape == (6, 64, 64, 3)
-        assert all((out[0] == out[i]).all() for i in range(6))
+    face = cv2.resize(astronaut()[40:240, 120:320], (64, 64))
+    _fake_extraction(tmp_path, "dfdc/x", 1, "dfdc", None, "x", image=face)
+    videos, _ = scan_extraction(tmp_path, 8, 1, 48)
+    train = SeededItems(FaceClipDataset(videos, 48, 8, train=True, augment=True))
+    clips = [train[(0, seed)][0] for seed in range(6)]
+    for clip in clips:
+        assert clip.shape == (3, 8, 48, 48)
+        assert all(torch.equal(clip[:, 0], clip[:, t]) for t in range(8))
+    assert len({round(c.sum().item(), 3) for c in clips}) == 6
+    plain = FaceClipDataset(videos, 48, 8, train=False)[0][0]  # eval: resize only, ImageNet-normalised
+    expected = (cv2.resize(face, (48, 48), interpolation=cv2.INTER_AREA) / 255.0 - np.array(
+        [0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    assert np.allclose(plain[:, 0].permute(1, 2, 0).numpy(), expected, atol=1e-5)
 
 
 def test_seeded_items_reproduce_augmentation(face_data):
@@ -95,13 +102,17 @@ def test_ffpp_official_split_and_method_selection(face_data):
 
 
 def _fake_extraction(root: Path, rel: str, label: int, dataset: str, method: str, video_id: str,
-                     frames: int = 8, crop: int = 48, **params) -> None:
-    """A manifest + crops as tools/extract_faces.py writes them (no video needed)."""
+                     frames: int = 8, crop: int = 48, image: np.ndarray | None = None, **params) -> None:
+    """A manifest + crops as tools/extract_faces.py writes them (no video needed); ``image`` (RGB) for
+    every crop, else flat grey levels."""
     folder = root / rel
     folder.mkdir(parents=True)
     crops = []
+    if image is not None:
+        crop = image.shape[0]
     for i in range(frames):
-        cv2.imwrite(str(folder / f"{i:06d}.png"), np.full((crop, crop, 3), 40 * label + i, np.uint8))
+        pixels = np.full((crop, crop, 3), 40 * label + i, np.uint8) if image is None else image[..., ::-1]
+        cv2.imwrite(str(folder / f"{i:06d}.png"), pixels)
         crops.append({"frame": i, "file": f"{i:06d}.png", "track": 0})
     sampling = params.pop("sampling", {"mode": "uniform", "frames": frames})
     manifest = {"tool": "deepfake_ssat.faces", "status": "ok", "dataset": dataset, "method": method,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -321,20 +322,48 @@ def _part_order(part: str | None) -> tuple[int, str]:
 # Clips and augmentation
 
 
-def clip_transform(img_size: int, train: bool):
-    """albumentations pipeline applied with ONE random draw to every frame of a clip (``images=`` target).
+def resized_crop(frames: np.ndarray, size: int, box: tuple[int, int, int, int], flip: bool) -> np.ndarray:
+    """The same crop ``box`` (x, y, w, h) of every frame [T, H, W, 3], resized to ``size``, optionally
+    mirrored -> [T, size, size, 3] uint8 (OpenCV per frame: several times faster than a generic pipeline)."""
+    x, y, w, h = box
+    out = np.empty((len(frames), size, size, 3), np.uint8)
+    for t, frame in enumerate(frames):
+        crop = frame[y:y + h, x:x + w]
+        interp = cv2.INTER_AREA if w > size else cv2.INTER_LINEAR
+        cv2.resize(crop, (size, size), dst=out[t], interpolation=interp)
+        if flip:
+            cv2.flip(out[t], 1, dst=out[t])
+    return out
 
-    Train: random resized crop, flip, colour jitter, JPEG re-compression, Gaussian noise / blur.
-    Eval: shorter side to ``img_size``, centre crop. Normalisation happens on the stacked tensor.
-    """
+
+def random_crop_box(height: int, width: int, scale: tuple[float, float] = (0.5, 1.0),
+                    ratio: tuple[float, float] = (0.9, 1.1)) -> tuple[int, int, int, int]:
+    """A RandomResizedCrop box (x, y, w, h) drawn from Python's ``random`` (seeded per item)."""
+    area = height * width
+    for _ in range(10):
+        target = area * random.uniform(*scale)
+        aspect = math.exp(random.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return random.randint(0, width - w), random.randint(0, height - h), w, h
+    side = min(height, width)
+    return (width - side) // 2, (height - side) // 2, side, side
+
+
+def centre_box(height: int, width: int) -> tuple[int, int, int, int]:
+    side = min(height, width)
+    return (width - side) // 2, (height - side) // 2, side, side
+
+
+def photometric_transform():
+    """albumentations colour / quality augmentation, applied with ONE random draw to every frame of a
+    clip (``images=`` target): brightness-contrast and hue-saturation jitter, JPEG re-compression,
+    Gaussian noise, Gaussian blur."""
     import albumentations as A
 
-    if not train:
-        return A.Compose([A.SmallestMaxSize(max_size=img_size), A.CenterCrop(img_size, img_size)])
     return A.Compose([
-        A.RandomResizedCrop(size=(img_size, img_size), scale=(0.5, 1.0), ratio=(0.9, 1.1)),
-        A.HorizontalFlip(p=0.5),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+        A.HueSaturationValue(hue_shift_limit=5, sat_shift_limit=15, val_shift_limit=10, p=0.3),
         A.ImageCompression(quality_range=(50, 100), p=0.3),
         A.GaussNoise(std_range=(0.01, 0.05), p=0.2),
         A.GaussianBlur(blur_limit=(3, 5), p=0.1),
@@ -365,11 +394,12 @@ class FaceClipDataset(Dataset):
     def __init__(self, videos: list[FaceVideo], img_size: int, num_frames: int, frame_step: int = 1,
                  train: bool = True, augment: bool = True, eval_clips: int = 4):
         self.videos = videos
-        self.num_frames, self.frame_step, self.train = num_frames, frame_step, train
-        self.transform = clip_transform(img_size, train and augment)
-        self.random_draw = train and augment
-        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+        self.img_size, self.num_frames, self.frame_step, self.train = img_size, num_frames, frame_step, train
+        self.augment = train and augment
+        self.photometric = photometric_transform() if self.augment else None
+        std = torch.tensor(IMAGENET_STD)
+        self.scale = (1.0 / (255.0 * std)).view(3, 1, 1, 1)  # uint8 -> normalised in one multiply-add
+        self.shift = (-torch.tensor(IMAGENET_MEAN) / std).view(3, 1, 1, 1)
         if train:
             self.items = [(i, -1, -1) for i in range(len(videos))]
         else:
@@ -396,12 +426,17 @@ class FaceClipDataset(Dataset):
         segment = video.segments[seg]
         frames = np.stack([read_crop(video.dir / segment[p][1])
                            for p in clip_positions(len(segment), self.num_frames, self.frame_step, start)])
-        if self.random_draw:
-            self.transform.set_random_seed(random.getrandbits(32))
-        frames = self.transform(images=frames)["images"]  # [T, H, W, 3] uint8, one draw for every frame
-        clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # [3, T, H, W]
-        clip = (clip.float().div_(255.0) - self.mean) / self.std
-        return clip, video.label, video.key
+        height, width = frames.shape[1:3]
+        if self.augment:  # one draw for every frame: crop box, flip, then colour / quality
+            box, flip = random_crop_box(height, width), random.random() < 0.5
+            frames = resized_crop(frames, self.img_size, box, flip)
+            self.photometric.set_random_seed(random.getrandbits(32))
+            frames = self.photometric(images=frames)["images"]
+        elif (height, width) != (self.img_size, self.img_size):  # shorter side to img_size, centre crop
+            frames = resized_crop(frames, self.img_size, centre_box(height, width), flip=False)
+        clip = torch.from_numpy(frames).permute(3, 0, 1, 2)  # [3, T, H, W] uint8 view
+        out = torch.empty(clip.shape, dtype=torch.float32).copy_(clip)  # contiguous float
+        return out.mul_(self.scale).add_(self.shift), video.label, video.key
 
     def manifest(self) -> list[dict]:
         """What this split reads: one entry per video (key, label, folder, crops) — hashed into the run."""
@@ -425,8 +460,10 @@ def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, f
                      test_fraction: float = 0.2, split_seed: int = 0, val_parts: list[str] | None = None,
                      test_parts: list[str] | None = None, compression: str = "c23",
                      methods: list[str] | None = None, exclude_methods: list[str] | None = None,
-                     splits_dir: Path | None = None, test_list: Path | None = None) -> dict[str, FaceClipDataset]:
-    """Train / val / test face-clip datasets of ``name`` (dfdc | ffpp | celebdf) from an extraction root."""
+                     splits_dir: Path | None = None, test_list: Path | None = None,
+                     only: tuple[str, ...] = ("train", "val", "test")) -> dict[str, FaceClipDataset]:
+    """Train / val / test face-clip datasets of ``name`` (dfdc | ffpp | celebdf) from an extraction root
+    (``only`` the splits named, e.g. ``("test",)`` for evaluation)."""
     if frame_step < 1 or eval_clips < 1:
         raise DatasetError(f"data.frame_step and data.eval_clips must be >= 1, got {frame_step}, {eval_clips}")
     videos, counts = scan_extraction(root, num_frames, frame_step, img_size)
@@ -443,6 +480,7 @@ def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, f
         splits = split_celebdf(videos, Path(test_list), val_fraction, split_seed)
     else:
         raise DatasetError(f"data.name: {name!r} is not a face-clip dataset (dfdc, ffpp, celebdf)")
+    splits = {split: items for split, items in splits.items() if split in only}
     for split, items in splits.items():
         if not items:
             raise DatasetError(f"data: {name} split '{split}' is empty ({len(videos)} usable videos under {root}); "
