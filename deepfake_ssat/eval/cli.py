@@ -1,0 +1,88 @@
+"""``tools/eval_ff.py``: the FF++ cross-manipulation and zero-shot protocols, written as the paper's Table 8."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..faces.datasets import FFPP_COMPRESSIONS
+
+METHOD_CHOICES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all")
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="eval_ff.py",
+        description="FF++ evaluation (Table 8): cross-manipulation fine-tuning with one manipulation left out, "
+                    "and/or zero-shot transfer of a (DFDC-trained) checkpoint. Writes results.{md,csv,json}, "
+                    "ROC curves and per-video predictions into --out.")
+    p.add_argument("--leave-out", choices=METHOD_CHOICES, action="append", metavar="METHOD",
+                   help="cross-manipulation fold: Deepfakes, Face2Face, FaceSwap, NeuralTextures or all (repeatable)")
+    p.add_argument("--zero-shot", action="store_true", help="score --checkpoint on every FF++ manipulation, no training")
+    p.add_argument("--checkpoint", type=Path, help="trained checkpoint (best.pt / last.pt of tools/train.py)")
+    p.add_argument("--scratch", action="store_true",
+                   help="cross-manipulation from scratch: no pre-training, classification only (the Scratch row)")
+    p.add_argument("--data-root", type=Path, required=True, help="tools/extract_faces.py output of the FF++ videos")
+    p.add_argument("--splits-dir", type=Path, help="folder of the official train/val/test.json "
+                                                   "(default: <data-root>/splits)")
+    p.add_argument("--compression", choices=FFPP_COMPRESSIONS, default=None, help="FF++ level (default: config's)")
+    p.add_argument("--config", type=Path, help="fine-tuning config (default configs/ffpp_videomae_095.yaml, "
+                                               "configs/ffpp_videomae_scratch.yaml with --scratch)")
+    p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as in train.py")
+    p.add_argument("--name", help="row name in the table (default: the checkpoint's run folder, or Scratch)")
+    p.add_argument("--strategy", choices=("mean", "confident"), default="mean",
+                   help="clip -> video aggregation (default mean; confident = the DFDC winner's rule)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] for scoring (training: config's)")
+    p.add_argument("--out", type=Path, required=True, help="results folder (tables merge across runs)")
+    return p
+
+
+def eval_ff_main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.leave_out and not args.zero_shot:
+        parser.error("give --leave-out METHOD|all and/or --zero-shot")
+    if args.zero_shot and args.checkpoint is None:
+        parser.error("--zero-shot needs --checkpoint")
+
+    from ..config import ConfigError
+    from ..engine.pretrained import PretrainedError
+    from ..engine.runtime import tune_malloc
+    from ..engine.trainer import TrainingDiverged, resolve_device
+    from .ffpp import cross_manipulation, write_table, zero_shot
+
+    tune_malloc()
+    name = args.name or ("Scratch" if args.scratch else _run_name(args.checkpoint))
+    opts = list(args.opts) + ([f"data.compression={args.compression}"] if args.compression else [])
+    try:
+        if args.checkpoint is not None and not args.checkpoint.is_file():
+            raise FileNotFoundError(f"--checkpoint: {args.checkpoint} not found")
+        if not args.data_root.is_dir():
+            raise FileNotFoundError(f"--data-root: {args.data_root} is not a folder; point it at the "
+                                    f"tools/extract_faces.py output of the FF++ videos")
+        device = resolve_device(args.device)
+        records = []
+        if args.zero_shot:
+            records += zero_shot(args.checkpoint, args.data_root, args.out, name, args.splits_dir,
+                                 args.compression or "c23", device, strategy=args.strategy)
+        if args.leave_out:
+            folds = None if "all" in args.leave_out else list(dict.fromkeys(args.leave_out))
+            config = args.config or CONFIGS / ("ffpp_videomae_scratch.yaml" if args.scratch else "ffpp_videomae_095.yaml")
+            records += cross_manipulation(config, args.data_root, args.out, name, folds, args.checkpoint,
+                                          args.scratch, args.splits_dir, opts, device, args.strategy)
+        paths = write_table(args.out, records)
+    except (ConfigError, FileNotFoundError, PretrainedError, ValueError) as e:
+        print(f"error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    print(paths["md"].read_text())
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return 0
+
+
+def _run_name(checkpoint: Path | None) -> str:
+    return checkpoint.resolve().parent.name if checkpoint is not None else "model"

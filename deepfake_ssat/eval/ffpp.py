@@ -1,0 +1,162 @@
+"""The paper's FF++ protocols (Table 8) on extracted FF++ face crops.
+
+- **Zero-shot**: a (DFDC-trained) checkpoint scores the FF++ test split of every manipulation, with no
+  FF++ training; each manipulation is scored against the original (real) test videos.
+- **Cross-manipulation**: per left-out method M, fine-tune on FF++ originals + the other three
+  manipulations (train split; checkpoint selection on the val split, never on test), then score the
+  left-out M + originals of the test split. ``scratch`` trains the same model with no pre-training
+  and classification only (the paper's Scratch row).
+
+Scoring streams clips through the model and keeps only (video, label, probability) per clip.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import Config, ConfigError, load_config
+from ..data.faceclips import FFPP_METHODS, FaceClipDataset, build_face_clips
+from ..engine.checkpoint import load_inference_model
+from .metrics import StreamingMetrics
+from .report import METHODS, results_table, roc_png, write_predictions_csv, write_results
+
+
+@torch.no_grad()
+def score_dataset(encoder: torch.nn.Module, dataset: FaceClipDataset, device: torch.device, batch_size: int = 16,
+                  num_workers: int = 0, metrics: StreamingMetrics | None = None) -> StreamingMetrics:
+    """Fake probability (softmax class 1) of every clip of ``dataset``, accumulated by video key."""
+    metrics = metrics if metrics is not None else StreamingMetrics()
+    encoder.eval().to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
+        "cpu", enabled=False)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    for x, y, keys in loader:
+        with autocast:
+            logits = encoder(x.to(device, non_blocking=True))
+        metrics.update(list(keys), y, logits.float().softmax(dim=1)[:, 1].cpu())
+    return metrics
+
+
+def _test_split(root: Path, cfg: Config, methods: list[str], splits_dir: Path | None,
+                compression: str) -> FaceClipDataset:
+    return build_face_clips(
+        "ffpp", root, cfg.model.img_size, cfg.model.num_frames, frame_step=cfg.data.frame_step, augment=False,
+        eval_clips=cfg.data.eval_clips, compression=compression, methods=methods, splits_dir=splits_dir,
+        only=("test",))["test"]
+
+
+def _model_geometry(encoder: torch.nn.Module, cfg: Config) -> Config:
+    """``cfg`` with the encoder's actual img_size / num_frames filled in (configs may leave them unset)."""
+    model = dataclasses.replace(cfg.model, img_size=encoder.img_size, num_frames=encoder.num_frames)
+    return dataclasses.replace(cfg, model=model)
+
+
+def _present_methods(root: Path, wanted: list[str] | None) -> list[str]:
+    present = sorted({p.parent.parent.parent.name for p in root.glob("ffpp/*/*/*/manifest.json")} & set(FFPP_METHODS))
+    if not present:
+        raise ConfigError(f"--data-root: {root} holds no extracted FF++ manipulations (ffpp/<Method>/<c>/<id>); "
+                          f"run tools/extract_faces.py <FF++ root> --out {root}")
+    if wanted is None:
+        return [m for m in METHODS if m in present]
+    missing = [m for m in wanted if m not in present]
+    if missing:
+        raise ConfigError(f"--leave-out: {', '.join(missing)}: not extracted under {root} (have {', '.join(present)})")
+    return wanted
+
+
+def zero_shot(checkpoint: Path, root: Path, out: Path, name: str, splits_dir: Path | None = None,
+              compression: str = "c23", device: torch.device = torch.device("cpu"), batch_size: int = 16,
+              num_workers: int = 0, strategy: str = "mean") -> list[dict]:
+    """Score ``checkpoint`` on every extracted FF++ manipulation's test split; returns results records."""
+    encoder, cfg = load_inference_model(checkpoint, device)
+    cfg = _model_geometry(encoder, cfg)
+    methods = _present_methods(root, None)
+    metrics = score_dataset(encoder, _test_split(root, cfg, methods, splits_dir, compression), device, batch_size,
+                            num_workers)
+    result = metrics.compute(strategy)
+    videos = metrics.videos(strategy)
+    out.mkdir(parents=True, exist_ok=True)
+    write_predictions_csv(out / "predictions_zero_shot.csv", videos)
+    curves = _curves(videos, methods)
+    if curves:
+        roc_png(curves, out / "roc_zero_shot.png", f"Zero-shot (video level): {name}")
+    return [{"model": name, "protocol": "zero-shot", "method": m, "metrics": result["per_method"][m]}
+            for m in methods]
+
+
+def cross_manipulation(config: Path, root: Path, out: Path, name: str, leave_out: list[str] | None,
+                       checkpoint: Path | None = None, scratch: bool = False, splits_dir: Path | None = None,
+                       opts: list[str] | None = None, device: torch.device = torch.device("cpu"),
+                       strategy: str = "mean") -> list[dict]:
+    """Fine-tune (or, with ``scratch``, train) per left-out method and score it; returns results records.
+
+    With a ``checkpoint`` (and not ``scratch``) the model section comes from the checkpoint's own config
+    and its encoder initialises fine-tuning; the data and schedule come from ``config``.
+    """
+    from ..engine import fit
+
+    if checkpoint is None and not scratch:
+        raise ConfigError("--checkpoint: cross-manipulation fine-tunes a trained model; give one, or --scratch")
+    methods = _present_methods(root, None)
+    folds = _present_methods(root, leave_out) if leave_out else methods
+    base = load_config(config, [f"data.root={root}", *(opts or [])])
+    if splits_dir is not None:
+        base = dataclasses.replace(base, data=dataclasses.replace(base.data, splits_dir=str(splits_dir)))
+    records, curves = [], {}
+    for method in folds:
+        data = dataclasses.replace(base.data, name="ffpp", methods=[m for m in methods if m != method],
+                                   exclude_methods=[])
+        cfg = dataclasses.replace(base, data=data)
+        if scratch:
+            cfg = dataclasses.replace(cfg, decoder=None, ssat=dataclasses.replace(cfg.ssat, lam=1.0),
+                                      train=dataclasses.replace(cfg.train, init_from=None))
+        else:
+            _, ckpt_cfg = load_inference_model(checkpoint)
+            cfg = dataclasses.replace(cfg, model=ckpt_cfg.model,
+                                      train=dataclasses.replace(cfg.train, init_from=str(checkpoint)))
+        run = out / "cross" / method
+        print(f"[eval_ff] cross-manipulation, left out {method}: training on original + {', '.join(data.methods)} "
+              f"-> {run}", flush=True)
+        fit(cfg, run)
+        encoder, run_cfg = load_inference_model(run / "best.pt", device)
+        run_cfg = _model_geometry(encoder, run_cfg)
+        compression = cfg.data.compression
+        metrics = score_dataset(encoder, _test_split(root, run_cfg, [method], Path(cfg.data.splits_dir)
+                                                     if cfg.data.splits_dir else None, compression),
+                                device, cfg.data.batch_size, cfg.data.num_workers)
+        videos = metrics.videos(strategy)
+        write_predictions_csv(run / "predictions_test.csv", videos)
+        curves.update(_curves(videos, [method]))
+        records.append({"model": name, "protocol": "cross", "method": method,
+                        "metrics": metrics.compute(strategy)["per_method"][method]})
+    if curves:
+        roc_png(curves, out / "roc_cross.png", f"Cross-manipulation (video level): {name}")
+    return records
+
+
+def _curves(videos: list[dict], methods: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+    """Video-level ROC inputs per manipulation: its fakes against the real videos scored by the same model."""
+    reals = [v for v in videos if v["label"] == 0]
+    curves = {}
+    for m in methods:
+        fakes = [v for v in videos if v["method"] == m and v["label"] == 1]
+        if reals and fakes:
+            curves[m] = ([v["label"] for v in reals + fakes], [v["prob"] for v in reals + fakes])
+    return curves
+
+
+def write_table(out: Path, records: list[dict]) -> dict[str, Path]:
+    """``results.{md,csv,json}`` in ``out`` (merged with records already there from other runs)."""
+    import json
+
+    existing = out / "results.json"
+    if existing.is_file():
+        new = {(r["model"], r["protocol"], r["method"]) for r in records}
+        old = [r for r in json.loads(existing.read_text()).get("records", [])
+               if (r["model"], r["protocol"], r["method"]) not in new]
+        records = old + records
+    return write_results(out, results_table(records))
