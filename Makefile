@@ -15,9 +15,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# the image-mode (digits) demo; `demo` will become the video pipeline demo
-demo: demo-image
+# the video pipeline on embedded (synthetic) data: faces -> VideoMAE + SSAT -> FF++ table -> predict
+demo: $(STAMP)
+	$(PY) tools/demo.py
 
+# the image-mode demo: ViT from scratch vs ViT + SSAT on scikit-learn's digits
 demo-image: $(STAMP)
 	$(PY) tools/demo_digits.py
 
