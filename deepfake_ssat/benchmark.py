@@ -83,8 +83,27 @@ def _op_name(op: Any) -> str:
 
 
 def resolve_model_name(name: str) -> str:
-    """``tiny``/``small``/``base`` -> registered video encoder name; registered names pass through."""
-    return MODEL_ALIASES.get(name, name)
+    """``tiny``/``small``/``base`` -> registered video encoder name; registered names pass through.
+
+    An image encoder may carry a patch size: ``vit_tiny_patch16_224@p4`` (patch 4, e.g. at 32 px)."""
+    base, _ = split_patch(name)
+    return MODEL_ALIASES.get(base, base) + name[len(base):]
+
+
+def split_patch(name: str) -> tuple[str, int | None]:
+    """``"vit_tiny_patch16_224@p4"`` -> ``("vit_tiny_patch16_224", 4)``; no ``@pN`` -> ``(name, None)``."""
+    base, sep, patch = name.partition("@p")
+    if not sep:
+        return name, None
+    if not patch.isdigit() or int(patch) < 1:
+        raise ValueError(f"model {name!r}: the patch suffix must be @p<positive int>, e.g. @p4")
+    return base, int(patch)
+
+
+def is_video_model(name: str) -> bool:
+    """Whether registered encoder ``name`` (an alias or ``@pN`` allowed) takes clips (``num_frames``)."""
+    from .models.registry import get_model_factory
+    return get_model_factory(split_patch(resolve_model_name(name))[0]).__module__.endswith(".video_vit")
 
 
 def _config(model: ModelConfig, lam: float, mask_ratio: float, decoder: DecoderConfig | None) -> Config:
@@ -103,9 +122,14 @@ def build_variants(
 ) -> tuple[SSAT, dict[float, SSAT]]:
     """Scratch model (lam 1, no decoder) and one SSAT model per mask ratio, all with the same encoder weights.
 
-    ``frames`` / ``img_size`` None keep the factory defaults.
+    ``frames`` / ``img_size`` None keep the factory defaults; ``frames`` is ignored for image encoders
+    (their batches are [B, C, H, W]).
     """
-    enc = ModelConfig(name=resolve_model_name(model), img_size=img_size, num_frames=frames)
+    name, patch = split_patch(resolve_model_name(model))
+    video = is_video_model(model)
+    if patch is not None and video:
+        raise ValueError(f"model {model!r}: @p<patch> is for image encoders")
+    enc = ModelConfig(name=name, img_size=img_size, num_frames=frames if video else None, patch_size=patch)
     torch.manual_seed(seed)
     scratch = build_model(_config(enc, 1.0, ratios[0] if ratios else 0.75, None), num_classes=2)
     encoder_state = scratch.encoder.state_dict()
@@ -124,7 +148,8 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
 
 
 def make_batch(model: SSAT, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random clip batch [B, C, T, H, W] (float32) and labels [B] in {0, 1} for ``model``'s encoder."""
+    """Random batch (float32) for ``model``'s encoder, clips [B, C, T, H, W] or images [B, C, H, W], and
+    labels [B] in {0, 1}."""
     enc = model.encoder
     g = torch.Generator().manual_seed(seed)
     if len(enc.grid_size) == 3:
@@ -293,12 +318,14 @@ def benchmark_model(
 
     enc = scratch.encoder
     num_tokens = enc.patch_embed.num_patches if hasattr(enc, "patch_embed") else None
+    video = len(enc.grid_size) == 3
     scratch_t = _median(times["scratch"]["seconds"])
     scratch_f = flops["scratch"][0]
     step_gflops_per_s = scratch_f / scratch_t / 1e9
     fraction = step_gflops_per_s / matmul_gflops_per_s
     result: dict[str, Any] = {
         "model": resolve_model_name(model),
+        "kind": "video" if video else "image",
         "input_shape": list(x.shape),
         "batch": batch,
         "tokens": num_tokens,
@@ -488,7 +515,8 @@ def run_model_benchmark(
             "warmup": warmup,
             "seed": seed,
             "scratch": "SSAT wrapper with lam=1.0 and no decoder (classification pass only)",
-            "ssat": "lam=0.1, DecoderConfig() (depth 2, width 128, 4 heads), tube masking",
+            "ssat": "lam=0.1, DecoderConfig() (depth 2, width 128, 4 heads), tube masking for video encoders, "
+                    "per-patch random masking for image encoders (frames ignored for those)",
             "optimizer": {**OPTIMIZER, "betas": list(OPTIMIZER["betas"]), "implementation": "torch default"},
         },
         "timing_method": (

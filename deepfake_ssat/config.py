@@ -55,6 +55,20 @@ class SSATConfig:
     mask_ratio: float = 0.75
     norm_pix_loss: bool = True
     label_smoothing: float = 0.1
+    # Auxiliary task (paper Table 4): "mae" (masked reconstruction through the decoder above; Swin
+    # uses SimMIM's), or "simclr" / "dino" on two augmented views of each image (image datasets and
+    # digits only; the decoder section is then unused). lam = 1 is scratch whatever the task.
+    aux: str = "mae"
+    simclr_proj_dim: int = 128
+    simclr_hidden_dim: int = 512
+    simclr_temperature: float = 0.1
+    dino_out_dim: int = 1024
+    dino_hidden_dim: int = 512
+    dino_bottleneck_dim: int = 128
+    dino_teacher_temp: float = 0.04
+    dino_student_temp: float = 0.1
+    dino_center_momentum: float = 0.9
+    dino_ema: float = 0.996  # teacher EMA momentum at the start; raised to 1 on a cosine schedule
 
 
 @dataclass
@@ -82,6 +96,17 @@ class DataConfig:
     exclude_methods: list[str] = field(default_factory=list)  # FF++: e.g. [NeuralTextures]
     splits_dir: Optional[str] = None  # FF++: folder of the official train/val/test.json
     test_list: Optional[str] = None  # Celeb-DF v2: List_of_testing_videos.txt
+    # Image datasets (cifar10, cifar100, flowers102, svhn; ImageFolder trees chaoyang, pmnist,
+    # domainnet_*, imagenet, imagefolder): read from root, fetched into it only with download: true.
+    download: bool = False
+    train_transform: Optional[str] = "deit"  # deit (RandAugment m9 + erasing 0.25) | simple | null = eval transform
+    subset_fraction: Optional[float] = None  # fixed-seed (split_seed) class-stratified part of the training split
+    subset_size: Optional[int] = None  # the same as a count; set at most one of the two
+    mixup: float = 0.0  # timm Mixup alpha (DeiT: 0.8); 0 = off
+    cutmix: float = 0.0  # timm CutMix alpha (DeiT: 1.0); 0 = off
+    eval_perturbed: bool = False  # also test on random-perspective perturbed images (Table 2): test_acc1_perturbed
+    perturb_distortion: float = 0.5  # RandomPerspective distortion_scale of that test
+    perturb_seed: int = 0  # one fixed perspective draw per test image
 
 
 @dataclass

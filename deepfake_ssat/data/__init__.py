@@ -1,36 +1,73 @@
 """Datasets by name. Each builder returns {"train", "val"[, "test"]} datasets whose items start with
-(input, label); face-clip items add the video key."""
+(input, label); face-clip items add the video key. ``data.eval_perturbed`` adds "test_perturbed"
+(the test split under a fixed random perspective warp, paper Table 2)."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 
 from ..config import ConfigError, DataConfig
 from .digits import NUM_CLASSES as DIGITS_CLASSES
-from .digits import build_digits
+from .digits import TensorImages, build_digits
 from .faceclips import DatasetError, FaceClipDataset, build_face_clips, manifest_sha256
-from .sampling import EpochSampler, SeededItems
+from .images import (IMAGE_FOLDERS, TORCHVISION, ImageSubset, MultiView, PerspectivePerturbed, build_image_dataset,
+                     image_num_classes, stratified_sample, subset_count, two_views)
+from .images import NUM_CLASSES as TORCHVISION_CLASSES
+from .sampling import EpochSampler, SeededItems, derive_seed
 
 FACE_CLIP_DATASETS = ("dfdc", "ffpp", "celebdf")
-NUM_CLASSES = {"digits": DIGITS_CLASSES, **{name: 2 for name in FACE_CLIP_DATASETS}}
+IMAGE_DATASETS = (*TORCHVISION, *IMAGE_FOLDERS)
+NUM_CLASSES = {"digits": DIGITS_CLASSES, **{name: 2 for name in FACE_CLIP_DATASETS}, **TORCHVISION_CLASSES}
 
 
-def num_classes(name: str) -> int:
+def num_classes(name: str, root: str | Path | None = None) -> int:
+    """Class count of dataset ``name``; ImageFolder trees count the class folders of ``root/train``."""
+    if name in IMAGE_FOLDERS:
+        return image_num_classes(name, root)
     if name not in NUM_CLASSES:
-        raise ConfigError(f"data.name: unknown dataset {name!r}; known: {', '.join(sorted(NUM_CLASSES))}")
+        known = sorted({*NUM_CLASSES, *IMAGE_FOLDERS})
+        raise ConfigError(f"data.name: unknown dataset {name!r}; known: {', '.join(known)}")
     return NUM_CLASSES[name]
 
 
-def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: int | None = None) -> dict[str, Dataset]:
-    """Datasets for ``cfg.name`` at the encoder's input size, channel count and (video) clip length."""
+def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: int | None = None,
+                   views: int = 1) -> dict[str, Dataset]:
+    """Datasets for ``cfg.name`` at the encoder's input size, channel count and (video) clip length.
+
+    ``views = 2``: training items are ``([view1, view2], label)``, two independent augmentations
+    of one image (the SimCLR / DINO auxiliary tasks; image datasets and digits only).
+    """
+    if cfg.name in IMAGE_DATASETS:  # before the root check: data.download may create the root
+        if num_frames is not None:
+            raise ConfigError(f"model.name: {cfg.name} holds still images; use an image encoder, not a video one")
+        datasets = build_image_dataset(
+            cfg.name, cfg.root, img_size, in_chans,
+            train_transform=cfg.train_transform if cfg.augment else None, val_fraction=cfg.val_fraction,
+            split_seed=cfg.split_seed, subset_fraction=cfg.subset_fraction, subset_size=cfg.subset_size,
+            download=cfg.download)
+        return _finish(cfg, datasets, views)
     num_classes(cfg.name)
+    if cfg.download:
+        raise ConfigError(f"data.download: {cfg.name} cannot be downloaded; set data.download=false")
     if cfg.root is not None and not Path(cfg.root).exists():
         raise ConfigError(f"data.root: {cfg.root} does not exist; point data.root at the dataset")
     if cfg.name == "digits":
         if cfg.root is not None:
             raise ConfigError(f"data.root: {cfg.root}: digits ship inside scikit-learn and take no root; remove it")
-        return build_digits(img_size, in_chans, cfg.val_fraction, cfg.test_fraction, cfg.split_seed, cfg.augment)
+        datasets = build_digits(img_size, in_chans, cfg.val_fraction, cfg.test_fraction, cfg.split_seed, cfg.augment)
+        datasets["train"] = _subset_tensor_images(datasets["train"], cfg)
+        return _finish(cfg, datasets, views)
+    for key in ("subset_fraction", "subset_size"):
+        if getattr(cfg, key) is not None:
+            raise ConfigError(f"data.{key}: subsets are for image datasets; {cfg.name} splits by video")
+    if cfg.eval_perturbed:
+        raise ConfigError(f"data.eval_perturbed: the perspective test is for image datasets, not {cfg.name}")
+    if views != 1:
+        raise ConfigError(f"ssat.aux: the multi-view auxiliary tasks (simclr, dino) train on images; {cfg.name} "
+                          f"holds face clips: use ssat.aux=mae")
     if cfg.root is None:
         raise ConfigError(f"data.root: {cfg.name} needs the output folder of tools/extract_faces.py; set data.root")
     if num_frames is None or in_chans != 3:
@@ -44,5 +81,35 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: in
         test_list=Path(cfg.test_list) if cfg.test_list else None)
 
 
-__all__ = ["DatasetError", "EpochSampler", "FaceClipDataset", "SeededItems", "build_datasets", "manifest_sha256",
-           "num_classes"]
+def _subset_tensor_images(train: TensorImages, cfg: DataConfig) -> TensorImages:
+    """The fixed-seed class-stratified training subset of ``data.subset_fraction`` / ``subset_size``."""
+    count = subset_count(len(train), cfg.subset_fraction, cfg.subset_size)
+    if count is None:
+        return train
+    keep = torch.tensor(stratified_sample(train.labels.tolist(), count, derive_seed(cfg.split_seed, 1)))
+    return TensorImages(train.images[keep], train.labels[keep], train.transform)
+
+
+def _finish(cfg: DataConfig, datasets: dict[str, Dataset], views: int) -> dict[str, Dataset]:
+    """Multi-view training items and the perturbed test split, as the config asks."""
+    if views == 2:
+        train = datasets["train"]
+        if isinstance(train, ImageSubset):
+            datasets["train"] = two_views(train)
+        else:
+            train = copy.copy(train)
+            transform = train.transform or (lambda image: image)
+            train.transform = MultiView([transform, transform])
+            datasets["train"] = train
+    elif views != 1:
+        raise ConfigError(f"ssat.aux: 1 or 2 views per training image, got {views}")
+    if cfg.eval_perturbed:
+        if "test" not in datasets:
+            raise ConfigError(f"data.eval_perturbed: {cfg.name} at {cfg.root} has no test split to perturb "
+                              f"(add root/test/<class>/<image>)")
+        datasets["test_perturbed"] = PerspectivePerturbed(datasets["test"], cfg.perturb_distortion, cfg.perturb_seed)
+    return datasets
+
+
+__all__ = ["DatasetError", "EpochSampler", "FaceClipDataset", "IMAGE_DATASETS", "SeededItems", "build_datasets",
+           "manifest_sha256", "num_classes"]

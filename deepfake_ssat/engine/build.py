@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from ..config import Config, ConfigError, ModelConfig
 from ..models import SSAT, MAEDecoder, SimMIMDecoder
+from ..models.aux_tasks import DINOAux, SimCLRAux, SSATMultiView
 from ..models.registry import get_model_factory
 
 
@@ -56,15 +57,43 @@ def build_decoder(cfg: Config, encoder: nn.Module) -> nn.Module:
     )
 
 
-def build_model(cfg: Config, num_classes: int) -> SSAT:
+AUX_TASKS = ("mae", "simclr", "dino")
+
+
+def label_smoothing(cfg: Config) -> float:
+    """``ssat.label_smoothing``, or 0 when Mixup / CutMix is on: it then smooths the mixed targets itself."""
+    return 0.0 if cfg.data.mixup > 0 or cfg.data.cutmix > 0 else cfg.ssat.label_smoothing
+
+
+def build_aux(cfg: Config, encoder: nn.Module) -> nn.Module:
+    """The multi-view auxiliary task ``ssat.aux`` (simclr | dino) on ``encoder``'s pooled features."""
+    s = cfg.ssat
+    if s.aux == "simclr":
+        return SimCLRAux(encoder.num_features, proj_dim=s.simclr_proj_dim, hidden_dim=s.simclr_hidden_dim,
+                         temperature=s.simclr_temperature)
+    return DINOAux(encoder.num_features, out_dim=s.dino_out_dim, hidden_dim=s.dino_hidden_dim,
+                   bottleneck_dim=s.dino_bottleneck_dim, teacher_temp=s.dino_teacher_temp,
+                   student_temp=s.dino_student_temp, center_momentum=s.dino_center_momentum, ema=s.dino_ema)
+
+
+def build_model(cfg: Config, num_classes: int) -> SSAT | SSATMultiView:
     """Encoder + (unless scratch) decoder, wrapped with the SSAT loss settings.
 
     ``ssat.lam == 1`` or ``decoder: null`` is the scratch baseline: no decoder is built.
+    ``ssat.aux`` simclr / dino (with ``lam < 1``) give an :class:`SSATMultiView` instead, which
+    trains on two views per image and needs no decoder.
     """
     encoder = build_encoder(cfg.model, num_classes)
     lam = cfg.ssat.lam
     if not 0.0 <= lam <= 1.0:
         raise ConfigError(f"ssat.lam: must be in [0, 1], got {lam}")
+    if cfg.ssat.aux not in AUX_TASKS:
+        raise ConfigError(f"ssat.aux: must be one of {', '.join(AUX_TASKS)}, got {cfg.ssat.aux!r}")
+    if cfg.ssat.aux != "mae" and lam < 1.0:  # multi-view auxiliary task: its own branch
+        if lam == 0.0:
+            raise ConfigError(f"ssat.lam: 0 (self-supervised pre-training alone) is supported with ssat.aux=mae "
+                              f"only; {cfg.ssat.aux} needs 0 < lam < 1")
+        return SSATMultiView(encoder, build_aux(cfg, encoder), lam=lam, label_smoothing=label_smoothing(cfg))
     if cfg.decoder is None and lam != 1.0:
         raise ConfigError(f"ssat.lam: {lam} needs a decoder, but decoder is null; set ssat.lam=1.0 for scratch")
     if lam != 1.0 and getattr(encoder, "masking", "drop") is None:
@@ -79,5 +108,5 @@ def build_model(cfg: Config, num_classes: int) -> SSAT:
         mask_ratio=cfg.ssat.mask_ratio,
         lam=lam,
         norm_pix_loss=cfg.ssat.norm_pix_loss,
-        label_smoothing=cfg.ssat.label_smoothing,
+        label_smoothing=label_smoothing(cfg),
     )

@@ -5,6 +5,11 @@
 validation split), and resumes exactly from any of its checkpoints. Under ``torchrun`` it runs
 DDP (one process per device; ``data.batch_size`` per process), reduces metrics over the ranks and
 checkpoints on rank 0.
+
+Image mode: ``ssat.aux`` simclr / dino train an :class:`SSATMultiView` on batches of two views
+per image (``rec`` in the logs is then that task's loss) and step the DINO teacher's EMA after
+every update; ``data.mixup`` / ``data.cutmix`` mix the (single-view) batches with timm's Mixup;
+``data.eval_perturbed`` adds ``test_acc1_perturbed`` to the summary.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch.nn.parallel import DistributedDataParallel
@@ -31,7 +37,9 @@ from .. import __version__
 from ..config import Config, ConfigError, config_to_dict, dump_config
 from ..data import EpochSampler, SeededItems, build_datasets, manifest_sha256, num_classes
 from ..data.sampling import class_balance_weights, derive_seed
+from ..data.images import mixup_fn
 from ..models import SSAT
+from ..models.aux_tasks import SSATMultiView
 from .build import build_model
 from .checkpoint import (atomic_write_json, atomic_write_text, capture_rng, git_revision, load_checkpoint,
                          restore_rng, save_checkpoint)
@@ -94,14 +102,20 @@ def evaluate(model: SSAT, dataset: Dataset, batch_size: int, device: torch.devic
         for batch in loader:
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             with _autocast(device, amp_dtype):
-                out = model(x)
-                loss, parts = model.loss(out, x, y)
+                if isinstance(model, SSATMultiView):  # classification only: the auxiliary task needs 2 views
+                    logits = model.predict(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=model.label_smoothing)
+                    parts = {"cls": loss}
+                else:
+                    out = model(x)
+                    loss, parts = model.loss(out, x, y)
+                    logits = out.logits
             n = y.shape[0]
             sums["loss"] += loss.item() * n
             for k, v in parts.items():
                 sums[k] += v.item() * n
-            if out.logits is not None:
-                correct += (out.logits.argmax(dim=1) == y).sum().item()
+            if logits is not None:
+                correct += (logits.argmax(dim=1) == y).sum().item()
             count += n
     total = all_reduce_sum([sums["loss"], sums["cls"], sums["rec"], correct, count], dist, device)
     sums["loss"], sums["cls"], sums["rec"], correct, count = total
@@ -110,7 +124,7 @@ def evaluate(model: SSAT, dataset: Dataset, batch_size: int, device: torch.devic
     return {
         "loss": sums["loss"] / count,
         "cls": sums["cls"] / count if model.lam > 0 else None,
-        "rec": sums["rec"] / count if model.decoder is not None else None,
+        "rec": sums["rec"] / count if getattr(model, "decoder", None) is not None else None,
         "acc1": 100.0 * correct / count if model.lam > 0 else None,
     }
 
@@ -190,9 +204,13 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
         out_dir.mkdir(parents=True, exist_ok=True)
 
     _seed_everything(t.seed)  # identical initial weights on every rank
-    model = build_model(cfg, cfg.model.num_classes or num_classes(cfg.data.name)).to(device)
+    n_classes = cfg.model.num_classes or num_classes(cfg.data.name, cfg.data.root)
+    model = build_model(cfg, n_classes).to(device)
     encoder = model.encoder
-    datasets = build_datasets(cfg.data, encoder.img_size, encoder.in_chans, getattr(encoder, "num_frames", None))
+    multiview = isinstance(model, SSATMultiView)
+    datasets = build_datasets(cfg.data, encoder.img_size, encoder.in_chans, getattr(encoder, "num_frames", None),
+                              views=2 if multiview else 1)
+    mixup = _build_mixup(cfg, n_classes, multiview, video=getattr(encoder, "num_frames", None) is not None)
     train_set = datasets["train"]
     weights = None
     if cfg.data.balanced:
@@ -234,6 +252,8 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
             if main:
                 print(f"[train] init_from {t.init_from} ({report['format']}): {report['loaded']} tensors; "
                       f"fresh: {', '.join(report['missing']) or 'none'}", flush=True)
+            if multiview:
+                model.init_teacher()  # DINO: the teacher starts from the loaded encoder
         if dist.enabled:  # masks and dropout differ across ranks (the weights are already identical)
             _seed_everything(derive_seed(t.seed, dist.rank))
     meta = {"version": __version__, "git": git_revision(), "torch": torch.__version__, "device": str(device),
@@ -259,9 +279,11 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
             })
         barrier(dist)
 
-    # find_unused_parameters: with lam = 0 the classifier head gets no gradient
+    # find_unused_parameters: with lam = 0 the classifier head gets no gradient, nor does the mask token
+    # of Swin / CvT without a masked pass (scratch, SimCLR, DINO)
+    idle_mask_token = hasattr(encoder, "mask_token") and (multiview or model.decoder is None)
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                  find_unused_parameters=model.lam == 0) if dist.enabled else model
+                                  find_unused_parameters=model.lam == 0 or idle_mask_token) if dist.enabled else model
     writer = None
     if main:
         from torch.utils.tensorboard import SummaryWriter
@@ -275,8 +297,9 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
         for split, ds in datasets.items():
             if hasattr(ds, "describe"):
                 print(f"[data] {split}: {ds.describe()}", flush=True)
+        aux = f"aux={cfg.ssat.aux}" if multiview else f"decoder={'yes' if model.decoder is not None else 'no'}"
         print(f"[train] {out_dir}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
-              f"decoder={'yes' if model.decoder is not None else 'no'}, lam={model.lam}, device={device}"
+              f"{aux}, lam={model.lam}, device={device}"
               f"{f' x {dist.world_size} processes' if dist.enabled else ''}, lr={lr:.2e}, "
               f"{updates_per_epoch} updates/epoch x {t.epochs} epochs"
               + (f", resuming at update {state.step}" if state.step else ""), flush=True)
@@ -294,11 +317,20 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
             for micro, batch in enumerate(loader, start=first_micro):
                 if micro >= updates_per_epoch * t.accum_steps:
                     break
-                x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
                 syncing = (micro + 1) % t.accum_steps == 0
-                with _no_sync(net, syncing), _autocast(device, amp_dtype):
-                    out = net(x)
-                    loss, parts = model.loss(out, x, y)
+                if multiview:  # ([view1, view2], labels): SimCLR / DINO
+                    views = [v.to(device, non_blocking=True) for v in batch[0]]
+                    y = batch[1].to(device, non_blocking=True)
+                    with _no_sync(net, syncing), _autocast(device, amp_dtype):
+                        loss, parts = net(views, y)
+                    parts = {"cls": parts["cls"], "rec": parts["aux"]}  # logged as rec: the auxiliary loss
+                else:
+                    x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+                    if mixup is not None:
+                        x, y = mixup(x, y)  # y: soft targets [B, num_classes]
+                    with _no_sync(net, syncing), _autocast(device, amp_dtype):
+                        out = net(x)
+                        loss, parts = model.loss(out, x, y)
                 loss_value = loss.item()
                 if not _finite_everywhere(loss_value, dist, device):
                     state.train_seconds += time.perf_counter() - start
@@ -324,6 +356,9 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
+                if multiview:  # DINO teacher EMA, momentum ssat.dino_ema -> 1 on a cosine (SimCLR: nothing)
+                    progress = math.cos(math.pi * state.step / total_updates)
+                    model.update_teacher(1.0 - (1.0 - cfg.ssat.dino_ema) * 0.5 * (1.0 + progress))
                 state.step += 1
                 bar.update(1)
                 current_lr = optimizer.param_groups[0]["lr"]
@@ -360,6 +395,21 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
     if main:
         atomic_write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def _build_mixup(cfg: Config, n_classes: int, multiview: bool, video: bool):
+    """timm Mixup / CutMix for ``data.mixup`` / ``data.cutmix`` > 0 (label smoothing moves into its targets)."""
+    d = cfg.data
+    if d.mixup <= 0 and d.cutmix <= 0:
+        return None
+    if video:
+        raise ConfigError("data.mixup: Mixup / CutMix are for image batches; set data.mixup=0 data.cutmix=0 for clips")
+    if multiview:
+        raise ConfigError(f"data.mixup: Mixup / CutMix mix single-view batches; ssat.aux={cfg.ssat.aux} trains on "
+                          f"two views: set data.mixup=0 data.cutmix=0")
+    if d.batch_size % 2:
+        raise ConfigError(f"data.batch_size: Mixup / CutMix pair the items of a batch; {d.batch_size} is odd")
+    return mixup_fn(n_classes, mixup=d.mixup, cutmix=d.cutmix, label_smoothing=cfg.ssat.label_smoothing)
 
 
 def _no_sync(net: nn.Module, syncing: bool):
@@ -406,12 +456,16 @@ def _end_epoch(model, datasets, cfg, device, amp_dtype, state: TrainState, epoch
 def _finish(model: SSAT, datasets, cfg: Config, device, amp_dtype, state: TrainState, out_dir: Path,
             dist: DistInfo) -> dict:
     """Test the best-on-validation weights (never select on test) and summarise the run."""
-    test = None
+    test = perturbed = None
     if "test" in datasets:
         model.load_state_dict(load_checkpoint(out_dir / "best.pt", map_location=device)["model"])
         test = evaluate(model, datasets["test"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers,
                         dist)
+    if "test_perturbed" in datasets:
+        perturbed = evaluate(model, datasets["test_perturbed"], cfg.data.batch_size, device, amp_dtype,
+                             cfg.data.num_workers, dist)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
+    extra = {"test_acc1_perturbed": perturbed["acc1"]} if perturbed else {}
     return {
         "best_epoch": state.best_epoch,
         "best_val_acc1": best_row.get("val_acc1"),
@@ -421,4 +475,6 @@ def _finish(model: SSAT, datasets, cfg: Config, device, amp_dtype, state: TrainS
         "train_seconds": round(state.train_seconds, 3),
         "steps": state.step,
         "epochs": cfg.train.epochs,
+        "world_size": dist.world_size,
+        **extra,
     }
