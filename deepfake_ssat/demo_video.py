@@ -66,10 +66,10 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     stage("extract")
 
     print("[demo] 3/6 training a tiny VideoMAE (0.95) + SSAT on the DFDC part", flush=True)
-    epochs = 2 if quick else 20
+    epochs = 2 if quick else 30
     cfg = load_config(CONFIG_DIR / "tiny" / "dfdc_videomae_095.yaml",
                       [f"data.root={crops['dfdc']}", f"train.epochs={epochs}", "train.warmup_epochs=1",
-                       "train.blr=5.0e-3"])
+                       "train.blr=5.0e-2", f"data.batch_size={2 if quick else 8}"])
     dfdc_run = out / "dfdc_videomae_095"
     dfdc = fit(cfg, dfdc_run)
     checkpoint = dfdc_run / "best.pt"
@@ -81,7 +81,8 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     records = zero_shot(checkpoint, crops["ffpp"], out / "ffpp_eval", name, splits)
     records += cross_manipulation(
         CONFIG_DIR / "tiny" / "ffpp_videomae_095.yaml", crops["ffpp"], out / "ffpp_eval", name, ["NeuralTextures"],
-        checkpoint, splits_dir=splits, opts=[f"train.epochs={1 if quick else 8}", "train.blr=5.0e-3"])
+        checkpoint, splits_dir=splits, opts=[f"train.epochs={1 if quick else 10}", "train.blr=5.0e-2",
+                                             f"data.batch_size={2 if quick else 8}"])
     paths = write_table(out / "ffpp_eval", records)
     stage("ffpp")
 
@@ -89,7 +90,9 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     test_pairs = json.loads((splits / "test.json").read_text())
     a, b = test_pairs[0]
     video = roots["ffpp"] / "manipulated_sequences" / "FaceSwap" / "c23" / "videos" / f"{a}_{b}.mp4"
-    prediction = Detector.from_checkpoint(checkpoint).predict_video(video)
+    # the same crop geometry as the extraction above (48 px squares, faces from 20 px)
+    prediction = Detector.from_checkpoint(checkpoint, crop_size=48, min_face_size=20).predict_video(
+        video, annotate=out / "prediction.png")
     stage("predict")
 
     print("[demo] 6/6 Grad-CAM: where the DFDC model looks (tools/analyze.py)", flush=True)
@@ -102,6 +105,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
         "results": {k: str(v) for k, v in paths.items()},
         "prediction": {k: prediction[k] for k in ("path", "status", "fake_probability", "label", "num_faces",
                                                    "num_clips")},
+        "annotation": str(out / "prediction.png"),
         "gradcam": str(out / "analysis" / "gradcam.png"),
         "seconds": timings,
     }
