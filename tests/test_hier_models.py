@@ -180,3 +180,18 @@ def test_geometry_errors_are_one_line():
         create_model("cvt_test", img_size=40)
     with pytest.raises(ValueError, match="no masked pass"):
         SSAT(create_model("resnet50", img_size=32), MAEDecoder(2048, (1, 1), 3072), lam=0.1)
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_inference_checkpoint_of_every_encoder_loads(tiny_cfg, tmp_path, name):
+    """load_inference_model finds the classifier of each encoder (head / head.fc / fc) and rebuilds it."""
+    from deepfake_ssat.config import config_to_dict
+    from deepfake_ssat.engine.checkpoint import load_inference_model, save_checkpoint
+
+    cfg = _cfg(tiny_cfg, name, 1.0)
+    model = build_model(cfg, num_classes=7).eval()
+    save_checkpoint(tmp_path / "m.pt", {"model": model.state_dict(), "config": config_to_dict(cfg)})
+    encoder, _ = load_inference_model(tmp_path / "m.pt")
+    x, _ = _batch(model)
+    torch.testing.assert_close(encoder(x), model.predict(x))
+    assert encoder(x).shape == (2, 7)

@@ -92,6 +92,9 @@ def strip_decoder(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {k: v for k, v in state_dict.items() if not k.startswith("decoder.")}
 
 
+CLASSIFIER_WEIGHTS = ("head.weight", "head.fc.weight", "fc.weight")  # ViT / VideoMAE / CvT, Swin, ResNet
+
+
 def load_inference_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
     """Encoder + head from a training checkpoint, in eval mode; decoder weights are not needed.
 
@@ -104,7 +107,10 @@ def load_inference_model(path: str | os.PathLike, map_location: str | torch.devi
         raise ValueError(f"{path}: not a deepfake_ssat checkpoint (needs 'config' and 'model' entries)")
     cfg = config_from_dict(ckpt["config"], source=str(path))
     encoder_state = {k[len("encoder."):]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
-    num_classes = encoder_state["head.weight"].shape[0]
+    head = next((k for k in CLASSIFIER_WEIGHTS if k in encoder_state), None)
+    if head is None:
+        raise ValueError(f"{path}: no classifier weights ({', '.join(CLASSIFIER_WEIGHTS)}) in the checkpoint's encoder")
+    num_classes = encoder_state[head].shape[0]
     encoder = build_encoder(cfg.model, num_classes)
     encoder.load_state_dict(encoder_state)
     return encoder.eval().to(map_location), cfg
