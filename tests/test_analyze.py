@@ -320,3 +320,22 @@ def test_cli_errors_are_one_line(digits_runs, tmp_path, capsys, argv, message):
     assert analyze_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("aux", ["simclr", "dino"])
+def test_multiview_checkpoints_load_for_analysis(tiny_cfg, tmp_path, aux):
+    """SimCLR / DINO runs are analysed through their encoder; the auxiliary heads are left out."""
+    from deepfake_ssat.analysis.cli import load_for_analysis
+    from deepfake_ssat.engine import fit, load_checkpoint
+
+    fit(tiny_cfg("data.subset_size=64", "data.batch_size=8", "train.epochs=1", f"ssat.aux={aux}"), tmp_path,
+        max_steps=1)
+    model, cfg = load_for_analysis(tmp_path / "last.pt", torch.device("cpu"))
+    state = load_checkpoint(tmp_path / "last.pt")["model"]
+    assert model.decoder is None and cfg.ssat.aux == "mae"
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, state[k])
+    x = torch.randn(2, 1, 32, 32)
+    probed = capture(model.encoder, x, [0])
+    assert probed.attention[0].shape[-1] == model.encoder.patch_embed.num_patches + 1  # + class token
+    torch.testing.assert_close(probed.logits, model.predict(x))

@@ -19,7 +19,7 @@ import torch
 from ..config import Config, ConfigError, config_from_dict, load_config
 from ..data import build_datasets
 from ..engine import build_model, load_checkpoint
-from ..engine.checkpoint import atomic_write_json
+from ..engine.checkpoint import CLASSIFIER_WEIGHTS, atomic_write_json
 from ..engine.trainer import resolve_device
 from ..models import SSAT
 from . import plots
@@ -56,12 +56,16 @@ def load_for_analysis(path: str | Path, device: torch.device) -> tuple[SSAT, Con
     if not {"config", "model"} <= ckpt.keys():
         raise ValueError(f"{path}: not a deepfake_ssat checkpoint (needs 'config' and 'model' entries)")
     state = ckpt["model"]
+    cfg = config_from_dict(ckpt["config"], source=str(path))
+    if cfg.ssat.aux != "mae":  # SimCLR / DINO runs: analyse the encoder (+ head); the aux heads are not needed
+        state = {k: v for k, v in state.items() if k.startswith("encoder.")}
     has_decoder = any(k.startswith("decoder.") for k in state)
     cfg = config_from_dict(ckpt["config"], source=str(path),
-                           overrides=[] if has_decoder else ["decoder=null", "ssat.lam=1.0"])
-    if "encoder.head.weight" not in state:
-        raise ValueError(f"{path}: no classifier head (encoder.head.weight) in the checkpoint's model")
-    model = build_model(cfg, state["encoder.head.weight"].shape[0])
+                           overrides=[] if has_decoder else ["decoder=null", "ssat.lam=1.0", "ssat.aux=mae"])
+    head = next((f"encoder.{k}" for k in CLASSIFIER_WEIGHTS if f"encoder.{k}" in state), None)
+    if head is None:
+        raise ValueError(f"{path}: no classifier weights ({', '.join(CLASSIFIER_WEIGHTS)}) in the checkpoint's encoder")
+    model = build_model(cfg, state[head].shape[0])
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
