@@ -203,3 +203,16 @@ def test_balanced_and_sharded_sampling():
     assert {s for _, s in one} == {s for r in ranks for _, s in r}  # same per-item seeds as one process
     ranks[1].set_epoch(0, start=2)
     assert [i for i, _ in ranks[1]] == order[1::2][2:]
+
+
+def test_data_manifest_hash_names_the_data(face_data):
+    from deepfake_ssat.data import manifest_sha256
+
+    def digest(ds):
+        return manifest_sha256({split: d.manifest() for split, d in ds.items()})
+
+    first, again = _dfdc(face_data), _dfdc(face_data)
+    assert digest(first) == digest(again)
+    assert digest(first) != digest(_dfdc(face_data, val_parts=["0"], test_parts=["1"]))  # other folds
+    entry = first["train"].manifest()[0]
+    assert entry["crops"] == 8 and len(entry["crops_sha1"]) == 40

@@ -439,9 +439,10 @@ class FaceClipDataset(Dataset):
         return out.mul_(self.scale).add_(self.shift), video.label, video.key
 
     def manifest(self) -> list[dict]:
-        """What this split reads: one entry per video (key, label, folder, crops) — hashed into the run."""
-        return [{"key": v.key, "label": v.label, "crops": [f for seg in v.segments for _, f in seg]}
-                for v in self.videos]
+        """What this split reads, hashed into the run: per video its key, label, number of crops and a
+        digest of the crop list (segments, frame indices, files) — a few dozen bytes per video."""
+        return [{"key": v.key, "label": v.label, "crops": v.num_crops(),
+                 "crops_sha1": hashlib.sha1(json.dumps(v.segments).encode()).hexdigest()} for v in self.videos]
 
     def describe(self) -> str:
         fake = sum(v.label for v in self.videos)
