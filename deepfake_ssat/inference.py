@@ -290,7 +290,7 @@ def write_strip(path: Path, frames: list[np.ndarray], indices: list[int], faces:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .faces.cli import _thresholds
+    from .faces.cli import add_detection_arguments
 
     p = argparse.ArgumentParser(
         prog="predict.py",
@@ -308,11 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="FAKE when the probability is >= this (default 0.5)")
     p.add_argument("--crop-size", type=int, help="side the face squares are first resized to, as extract_faces.py "
                                                  "--size of the training data (default: the model's img_size)")
-    p.add_argument("--crop-scale", type=float, default=1.3, help="square side = max(w, h) x this (default 1.3)")
-    p.add_argument("--detect-max-side", type=int, default=640, help="detect on frames downscaled to this (default 640)")
-    p.add_argument("--min-face", type=int, default=40, help="smallest face searched, in pixels (default 40)")
-    p.add_argument("--thresholds", type=_thresholds, default=(0.85, 0.95, 0.95),
-                   help="MTCNN stage thresholds (default 0.85,0.95,0.95)")
+    add_detection_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress line per video on stderr")
     return p
 

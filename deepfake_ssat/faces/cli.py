@@ -17,6 +17,17 @@ def _thresholds(text: str) -> tuple[float, float, float]:
     return values
 
 
+def add_detection_arguments(p: argparse.ArgumentParser) -> None:
+    """The face detection and crop geometry options shared by extract_faces.py and predict.py."""
+    p.add_argument("--detect-max-side", type=int, default=640,
+                   help="detect on frames downscaled to this longer side, in pixels (default 640)")
+    p.add_argument("--min-face", type=int, default=40,
+                   help="smallest face searched, in pixels of the downscaled frame (default 40)")
+    p.add_argument("--thresholds", type=_thresholds, default=(0.85, 0.95, 0.95),
+                   help="MTCNN stage thresholds (default 0.85,0.95,0.95)")
+    p.add_argument("--crop-scale", type=float, default=1.3, help="square side = max(w, h) x this (default 1.3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="extract_faces.py",
@@ -29,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--clips", type=int, help="instead: this many clips of --clip-len frames at --stride")
     p.add_argument("--clip-len", type=int, help="frames per clip, with --clips (default 16)")
     p.add_argument("--stride", type=int, help="frame stride inside a clip, with --clips (default 2)")
-    p.add_argument("--detect-max-side", type=int, default=640,
-                   help="detect on frames downscaled to this longer side, in pixels (default 640)")
-    p.add_argument("--min-face", type=int, default=40,
-                   help="smallest face searched, in pixels of the downscaled frame (default 40)")
-    p.add_argument("--thresholds", type=_thresholds, default=(0.85, 0.95, 0.95),
-                   help="MTCNN stage thresholds (default 0.85,0.95,0.95)")
-    p.add_argument("--crop-scale", type=float, default=1.3, help="square side = max(w, h) x this (default 1.3)")
+    add_detection_arguments(p)
     p.add_argument("--size", type=int, default=224, help="crop side in pixels after resizing (default 224)")
     p.add_argument("--keep", choices=("largest", "all"), default="largest",
                    help="keep the most persistent/largest face track or all tracks (default largest)")
