@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .config import load_config
 from .engine import fit
-from .engine.checkpoint import atomic_write_json
+from .io import atomic_write_json
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DIGITS_RUNS = {"scratch": "digits_vit_tiny_scratch.yaml", "SSAT": "digits_vit_tiny_ssat.yaml"}

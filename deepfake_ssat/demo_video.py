@@ -38,7 +38,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     from .analysis.cli import analyze_main
     from .config import load_config
     from .engine import fit
-    from .engine.checkpoint import atomic_write_json
+    from .io import atomic_write_json
     from .eval.ffpp import cross_manipulation, write_table, zero_shot
     from .faces.cli import extract_main
     from .inference import Detector

@@ -332,7 +332,7 @@ def predict_main(argv: list[str] | None = None) -> int:
     records = detector.predict_many(args.inputs, args.annotate, progress=not args.quiet)
     text = "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]"  # a JSON list, one video per line
     if args.out:
-        from .engine.checkpoint import atomic_write_text
+        from .io import atomic_write_text
 
         atomic_write_text(args.out, text + "\n")
     else:

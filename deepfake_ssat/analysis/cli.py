@@ -19,7 +19,8 @@ import torch
 from ..config import Config, ConfigError, config_from_dict, load_config
 from ..data import build_datasets
 from ..engine import build_model, load_checkpoint
-from ..engine.checkpoint import CLASSIFIER_WEIGHTS, atomic_write_json
+from ..engine.checkpoint import CLASSIFIER_WEIGHTS
+from ..io import atomic_write_json
 from ..engine.trainer import resolve_device
 from ..models import SSAT
 from . import plots

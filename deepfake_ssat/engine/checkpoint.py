@@ -1,11 +1,8 @@
 """Atomic checkpoint I/O, RNG state capture and decoder-free loading for inference."""
 from __future__ import annotations
 
-import json
 import os
 import random
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,30 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config, config_from_dict
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``path`` via a temp file in the same folder + fsync + rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text), mode="w")
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+from ..io import atomic_write
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
@@ -71,20 +45,6 @@ def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def git_revision() -> str | None:
-    """The package checkout's commit (with ``-dirty`` if modified), or None outside git."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if rev.returncode:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return rev.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def strip_decoder(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

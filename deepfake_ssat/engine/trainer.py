@@ -41,8 +41,8 @@ from ..data.images import mixup_fn
 from ..models import SSAT
 from ..models.aux_tasks import SSATMultiView
 from .build import build_model
-from .checkpoint import (atomic_write_json, atomic_write_text, capture_rng, git_revision, load_checkpoint,
-                         restore_rng, save_checkpoint)
+from ..io import atomic_write_json, atomic_write_text, git_revision
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, setup_distributed, teardown_distributed
 
 VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
-from ..engine.checkpoint import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
+from ..io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 PROTOCOLS = {"cross": "Cross-manipulation", "zero-shot": "Zero-shot"}

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..engine.checkpoint import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text
 from .datasets import VideoItem
 from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from .sampling import SamplingPolicy
