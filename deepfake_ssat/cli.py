@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, config_from_dict, load_config
+from .config import Config, ConfigError, config_from_dict, config_to_dict, load_config
+from .runcli import fail, interrupted
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
     from .engine import TrainingDiverged, fit, load_checkpoint
     from .engine.runtime import tune_malloc
+    from .engine.trainer import TrainingInterrupted, carry_best
     tune_malloc()  # CPU steps otherwise re-fault freed activation memory every step
     try:
         resume, ckpt = None, None
@@ -35,10 +37,12 @@ def train_main(argv: list[str] | None = None) -> int:
             if not {"config", "model", "train_state"} <= ckpt.keys():
                 raise ValueError(f"{resume}: not a deepfake_ssat training checkpoint; --resume needs a last.pt "
                                  f"written by tools/train.py")
-        if args.config:
-            cfg = load_config(args.config, args.opts)
-        elif resume is not None:
+        if resume is not None:
             cfg = config_from_dict(ckpt["config"], source=str(resume), overrides=args.opts)
+            if args.config:
+                _check_same_config(cfg, load_config(args.config, args.opts), args.config, resume)
+        elif args.config:
+            cfg = load_config(args.config, args.opts)
         else:
             parser.error("--config is required (or --resume a run)")
         if args.out:
@@ -47,14 +51,38 @@ def train_main(argv: list[str] | None = None) -> int:
             out = resume.parent
         else:
             out = Path("runs") / Path(args.config).stem / time.strftime("%Y%m%d-%H%M%S")
+        if resume is not None:
+            carry_best(resume, out)
         summary = fit(cfg, out, resume=ckpt, max_steps=args.max_steps)
     except (ConfigError, FileNotFoundError, ValueError) as e:
-        # an error raised in a DataLoader worker arrives wrapped in the worker's traceback: keep its last line
-        print(f"error: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}", file=sys.stderr)
-        return 2
+        return fail(e)
     except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+        return fail(e, code=3)
+    except TrainingInterrupted as e:
+        kept = (f"{e.out_dir / 'last.pt'} holds update {e.step} of {e.total}" if e.step is not None
+                else f"no checkpoint was written yet in {e.out_dir}")
+        return interrupted(kept, ["python", "tools/train.py", "--resume", str(e.out_dir)] if e.step is not None
+                           else None)
+    except KeyboardInterrupt:
+        return interrupted("nothing was trained yet")
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one summary line, from rank 0
         print(json.dumps(summary))
     return 0
+
+
+def _check_same_config(resumed: Config, given: Config, config_path: str, resume: Path) -> None:
+    """``--resume`` takes the run's config from its checkpoint; a ``--config`` that says otherwise conflicts."""
+    theirs, ours = _flat(config_to_dict(resumed)), _flat(config_to_dict(given))
+    for key in sorted(theirs.keys() | ours.keys()):
+        if theirs.get(key) != ours.get(key):
+            raise ConfigError(f"--config {config_path} conflicts with --resume {resume}: {key} is {ours.get(key)!r} "
+                              f"there but {theirs.get(key)!r} in the checkpoint; drop --config (the run's config "
+                              f"is in its checkpoint) and change settings with --opts")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """``{"train": {"epochs": 5}}`` -> ``{"train.epochs": 5}``."""
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import torch
 import torch.nn as nn
 
 from ..config import Config, ConfigError, ModelConfig
@@ -87,6 +88,8 @@ def build_model(cfg: Config, num_classes: int) -> SSAT | SSATMultiView:
     lam = cfg.ssat.lam
     if not 0.0 <= lam <= 1.0:
         raise ConfigError(f"ssat.lam: must be in [0, 1], got {lam}")
+    if not 0.0 <= cfg.ssat.label_smoothing < 1.0:
+        raise ConfigError(f"ssat.label_smoothing: must be in [0, 1), got {cfg.ssat.label_smoothing}")
     if cfg.ssat.aux not in AUX_TASKS:
         raise ConfigError(f"ssat.aux: must be one of {', '.join(AUX_TASKS)}, got {cfg.ssat.aux!r}")
     if cfg.ssat.aux != "mae" and lam < 1.0:  # multi-view auxiliary task: its own branch
@@ -102,7 +105,7 @@ def build_model(cfg: Config, num_classes: int) -> SSAT | SSATMultiView:
     if not 0.0 <= cfg.ssat.mask_ratio < 1.0:
         raise ConfigError(f"ssat.mask_ratio: must be in [0, 1), got {cfg.ssat.mask_ratio}")
     decoder = build_decoder(cfg, encoder) if lam < 1.0 else None
-    return SSAT(
+    model = SSAT(
         encoder,
         decoder,
         mask_ratio=cfg.ssat.mask_ratio,
@@ -110,3 +113,17 @@ def build_model(cfg: Config, num_classes: int) -> SSAT | SSATMultiView:
         norm_pix_loss=cfg.ssat.norm_pix_loss,
         label_smoothing=label_smoothing(cfg),
     )
+    if decoder is not None:
+        _check_masks_some_token(model, cfg.ssat.mask_ratio)
+    return model
+
+
+def _check_masks_some_token(model: SSAT, ratio: float) -> None:
+    """The reconstruction loss averages over masked tokens: a ratio that masks none of the model's grid
+    would make it 0 / 0 = NaN at the first update."""
+    with torch.random.fork_rng(devices=[]):  # the probe must not shift the run's random stream
+        _, mask, _ = model.random_mask(1, "cpu")  # mask [1, L], 1 = removed
+    if mask.sum() == 0:
+        tokens = mask.shape[1]
+        raise ConfigError(f"ssat.mask_ratio: {ratio} masks no token of this model's {tokens}-token mask grid; "
+                          f"use a ratio that masks at least one (e.g. 0.75), or ssat.lam=1.0 for no reconstruction")

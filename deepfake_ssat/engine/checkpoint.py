@@ -1,37 +1,132 @@
-"""Atomic checkpoint I/O, RNG state capture and decoder-free loading for inference."""
+"""Checkpoints: atomic save, weights-only load with a content digest, RNG capture, inference loading.
+
+Nothing here unpickles arbitrary objects: every file is read with ``torch.load(weights_only=True)``
+(or as ``.safetensors``) and a file that would need more is refused with one line. A checkpoint
+stores the sha256 of its model weights (``model_sha256``); loading recomputes and compares it.
+"""
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
 import os
+import pickle
 import random
+import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..config import Config, config_from_dict
-from ..io import atomic_write
+from ..io import atomic_write, atomic_write_json
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is refused (unsafe, unreadable, corrupted or of the wrong kind): one line."""
+
+
+# Official MAE / VideoMAE .pth files store their argparse arguments beside the weights; a Namespace
+# only holds the plain values the restricted unpickler already allows. Nothing else is allow-listed.
+_ALLOWED_GLOBALS = [argparse.Namespace]
+DIGEST_KEY = "model_sha256"
+
+
+def tensor_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and bytes (sorted by name; device independent)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_weights_only(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """The object stored in a ``torch.save`` file, unpickled with ``weights_only=True`` (tensors, numbers,
+    strings, lists, tuples, dicts and an argparse ``Namespace``), or a ``.safetensors`` file's tensors.
+
+    Never falls back to full unpickling: a file that needs it is refused with :class:`CheckpointError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found; check the path")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device=str(map_location))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_first(e)})") from None
+    try:
+        with torch.serialization.safe_globals(_ALLOWED_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if re.search(r"Unsupported operand|invalid load key|could not find MARK", str(e)):  # not a pickle at all
+            raise CheckpointError(f"{path}: not a readable checkpoint ({_unsafe_reason(e)}); pass a file written "
+                                  f"by torch.save or a .safetensors file") from None
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects that could run code when loaded "
+            f"({_unsafe_reason(e)}); only tensors, numbers, strings, lists and dicts are read. "
+            f"Ask for a plain state dict or a safetensors export (tools/export.py --format safetensors)") from None
+    except Exception as e:  # zip / EOF errors: truncated or not a torch file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {_first(e)}); "
+                              f"pass a file written by torch.save or a .safetensors file") from None
+
+
+def _first(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:160] if lines else type(error).__name__
+
+
+def _unsafe_reason(error: pickle.UnpicklingError) -> str:
+    """The unpickler's complaint, e.g. ``Unsupported global: GLOBAL builtins.open``."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if found:
+        return f"global {found.group(1)}"
+    found = re.search(r"Unsupported operand \d+", str(error))
+    return found.group(0) if found else _first(error)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Atomically ``torch.save`` ``state`` with the digest of ``state["model"]`` under ``model_sha256``."""
+    state = {**state, DIGEST_KEY: tensor_digest(state["model"])}
     atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated / foreign files
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    """A training checkpoint (dict), read weights-only; its ``model`` weights are checked against the
+    stored digest. Raises FileNotFoundError or :class:`CheckpointError` (one line)."""
+    ckpt = read_weights_only(path, map_location)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; "
+                              f"pass a best.pt / last.pt written by tools/train.py")
+    verify_digest(ckpt.get("model"), ckpt.get(DIGEST_KEY), path)
+    return ckpt
+
+
+def verify_digest(state: Any, expected: str | None, path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` when ``state``'s tensors do not hash to ``expected`` (None: no digest
+    stored, e.g. a foreign file; nothing to check)."""
+    if expected is None:
+        return
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: its weights are not a state dict of tensors; the file is damaged")
+    if tensor_digest(state) != expected:
+        raise CheckpointError(f"{path}: weights do not match the checkpoint's sha256 digest: the file is corrupted "
+                              f"or was edited; download / copy it again")
 
 
 def capture_rng() -> dict:
+    """Every RNG state as tensors and plain numbers (loadable with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -40,11 +135,64 @@ def capture_rng() -> dict:
 
 
 def restore_rng(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+DETECTOR_FORMAT = "deepfake_ssat.detector/1"
+
+
+def save_detector(path: str | os.PathLike, encoder_state: Mapping[str, torch.Tensor], config: dict,
+                  preprocessing: dict) -> tuple[Path, Path]:
+    """Write a shareable detector: ``<stem>.safetensors`` (encoder + head weights, cannot carry code) and
+    ``<stem>.json`` (format, weights file name, their sha256, the model config, the preprocessing).
+    Returns both paths."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    weights, sidecar = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder_state.items()}
+    atomic_write(weights, lambda f: f.write(save(state)))
+    atomic_write_json(sidecar, {"format": DETECTOR_FORMAT, "weights": weights.name, "sha256": tensor_digest(state),
+                                "config": config, "preprocessing": preprocessing})
+    return weights, sidecar
+
+
+def is_detector_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix in (".safetensors", ".json")
+
+
+def read_detector(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """A detector written by :func:`save_detector` (given its ``.safetensors`` or ``.json``), as a
+    checkpoint-like dict ``{"config", "model": {"encoder.<key>": tensor}, "preprocessing"}``; the
+    weights are checked against the JSON's sha256."""
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise CheckpointError(f"{path}: no {sidecar.name} beside it; a detector is the .safetensors weights plus "
+                              f"the .json that tools/export.py --format safetensors writes next to them")
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{sidecar}: unreadable detector description ({_first(e)})") from None
+    if not isinstance(meta, dict) or meta.get("format") != DETECTOR_FORMAT:
+        raise CheckpointError(f"{sidecar}: not a deepfake_ssat detector description (format {DETECTOR_FORMAT})")
+    name = meta.get("weights")
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise CheckpointError(f"{sidecar}: 'weights' must be a file name beside it, got {name!r}")
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("sha256"), str):
+        raise CheckpointError(f"{sidecar}: needs 'config' (a mapping) and 'sha256' (of the weights)")
+    weights = sidecar.parent / name
+    state = read_weights_only(weights, map_location)
+    verify_digest(state, meta["sha256"], weights)
+    return {"config": meta["config"], "model": {f"encoder.{k}": v for k, v in state.items()},
+            "preprocessing": meta.get("preprocessing") or {}}
 
 
 def strip_decoder(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -58,19 +206,24 @@ CLASSIFIER_WEIGHTS = ("head.weight", "head.fc.weight", "fc.weight")  # ViT / Vid
 def load_inference_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
     """Encoder + head from a training checkpoint, in eval mode; decoder weights are not needed.
 
+    ``path``: a training checkpoint or a detector exported as safetensors (:func:`save_detector`).
     Returns ``(encoder, config)``; ``encoder(x)`` gives logits.
     """
     from .build import build_encoder
 
-    ckpt = load_checkpoint(path, map_location)
-    if "config" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path}: not a deepfake_ssat checkpoint (needs 'config' and 'model' entries)")
+    ckpt = read_detector(path, map_location) if is_detector_file(path) else load_checkpoint(path, map_location)
+    if "config" not in ckpt or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{path}: not a deepfake_ssat checkpoint (needs 'config' and 'model' entries)")
     cfg = config_from_dict(ckpt["config"], source=str(path))
     encoder_state = {k[len("encoder."):]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
     head = next((k for k in CLASSIFIER_WEIGHTS if k in encoder_state), None)
     if head is None:
-        raise ValueError(f"{path}: no classifier weights ({', '.join(CLASSIFIER_WEIGHTS)}) in the checkpoint's encoder")
+        raise CheckpointError(f"{path}: no classifier weights ({', '.join(CLASSIFIER_WEIGHTS)}) in the checkpoint's encoder")
     num_classes = encoder_state[head].shape[0]
     encoder = build_encoder(cfg.model, num_classes)
-    encoder.load_state_dict(encoder_state)
+    try:
+        encoder.load_state_dict(encoder_state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: its weights do not fit model {cfg.model.name!r} as its config describes "
+                              f"({_first(e)})") from None
     return encoder.eval().to(map_location), cfg

@@ -6,8 +6,6 @@ encoder with the model's ``checkpoint_filter_fn`` and reports what loaded. Every
 """
 from __future__ import annotations
 
-import pickle
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +13,8 @@ import torch
 import torch.nn as nn
 
 from ..models import video_vit, vit
+from .checkpoint import (DIGEST_KEY, CheckpointError, is_detector_file, read_detector, read_weights_only,
+                         verify_digest)
 
 OPTIONAL_PREFIXES = ("head.", "fc_norm.", "norm.")  # may stay at their fresh init (fine-tuning starts there)
 
@@ -24,27 +24,19 @@ class PretrainedError(ValueError):
 
 
 def _read(path: Path) -> Any:
-    """torch.load with weights_only=True; files holding Python objects (e.g. argparse ``args``) are
-    re-read with weights_only=False and a warning."""
-    if not path.is_file():
-        raise PretrainedError(f"{path}: pre-trained checkpoint not found; check the path")
+    """The file's content, read weights-only (see :mod:`.checkpoint`); our training checkpoints and
+    exported detectors are checked against their digest. Refusals become :class:`PretrainedError`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0]
-    except Exception as e:  # zip / EOF errors: not a torch file at all
-        raise PretrainedError(f"{path}: not a readable checkpoint ({type(e).__name__}); "
-                              "pass a file written by torch.save") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise PretrainedError(f"{path}: not a readable checkpoint ({type(e).__name__}); "
-                              "pass a file written by torch.save") from None
-    if isinstance(obj, dict) and {"config", "model", "meta"} <= obj.keys():  # our own training checkpoint
+        if is_detector_file(path) and path.with_suffix(".json").is_file():
+            return read_detector(path)
+        obj = read_weights_only(path)
+        if isinstance(obj, dict) and DIGEST_KEY in obj:
+            verify_digest(obj.get("model"), obj[DIGEST_KEY], path)
         return obj
-    warnings.warn(f"{path}: holds non-tensor Python objects ({reason}); loaded with weights_only=False, "
-                  "only do this for files you trust", stacklevel=3)
-    return obj
+    except FileNotFoundError:
+        raise PretrainedError(f"{path}: pre-trained checkpoint not found; check the path") from None
+    except CheckpointError as e:
+        raise PretrainedError(str(e)) from None
 
 
 def _own_key(key: str) -> str | None:

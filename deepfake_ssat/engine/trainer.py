@@ -41,7 +41,7 @@ from ..data.images import mixup_fn
 from ..models import SSAT
 from ..models.aux_tasks import SSATMultiView
 from .build import build_model
-from ..io import atomic_write_json, atomic_write_text, git_revision
+from ..io import atomic_write, atomic_write_json, atomic_write_text, git_revision
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, setup_distributed, teardown_distributed
 
@@ -50,6 +50,22 @@ VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparab
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the state before the offending update was saved."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``last.pt`` in ``out_dir`` holds update ``step`` (of ``total``)."""
+
+    def __init__(self, out_dir: Path, step: int | None, total: int) -> None:
+        super().__init__(f"{out_dir}: interrupted")
+        self.out_dir, self.step, self.total = out_dir, step, total
+
+
+def carry_best(resume_path: str | Path, out_dir: str | Path) -> None:
+    """Resuming into another run folder: copy ``best.pt`` from beside the resumed checkpoint (once), so
+    the new run tests the best-on-validation weights even if validation never improves again."""
+    source, target = Path(resume_path).parent / "best.pt", Path(out_dir) / "best.pt"
+    if source.is_file() and not target.exists() and source.resolve() != target.resolve():
+        atomic_write(target, lambda f: f.write(source.read_bytes()))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -180,10 +196,13 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
     loaded with :func:`load_checkpoint`) if given.
 
     ``max_steps`` stops (after checkpointing) once that many updates are done, as if the process
-    were stopped there: resuming later gives the same weights as never stopping.
+    were stopped there: resuming later gives the same weights as never stopping. Ctrl-C saves
+    ``last.pt`` at the last finished update (single process) and raises :class:`TrainingInterrupted`.
     Returns the summary also written to ``out_dir/summary.json``.
     """
     out_dir = Path(out_dir)
+    if resume is not None and not isinstance(resume, dict):
+        carry_best(resume, out_dir)
     t = cfg.train
     dist, device = setup_distributed(resolve_device(t.device))
     try:
@@ -200,6 +219,10 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
         raise ConfigError("train.accum_steps, data.batch_size and train.epochs must be >= 1")
     if not (math.isfinite(t.blr) and t.blr > 0):
         raise ConfigError(f"train.blr: must be a positive number, got {t.blr}")
+    if t.clip_grad is not None and not t.clip_grad > 0:
+        raise ConfigError(f"train.clip_grad: must be a positive gradient norm or null (no clipping), got {t.clip_grad}")
+    if not t.warmup_epochs >= 0:
+        raise ConfigError(f"train.warmup_epochs: must be >= 0, got {t.warmup_epochs}")
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -256,7 +279,7 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
                 model.init_teacher()  # DINO: the teacher starts from the loaded encoder
         if dist.enabled:  # masks and dropout differ across ranks (the weights are already identical)
             _seed_everything(derive_seed(t.seed, dist.rank))
-    meta = {"version": __version__, "git": git_revision(), "torch": torch.__version__, "device": str(device),
+    meta = {"version": __version__, "git": git_revision(), "torch": str(torch.__version__), "device": str(device),
             "world_size": dist.world_size, "data_manifest_sha256": data_meta["sha256"]}
     if main:
         atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
@@ -304,6 +327,9 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
               f"{updates_per_epoch} updates/epoch x {t.epochs} epochs"
               + (f", resuming at update {state.step}" if state.step else ""), flush=True)
 
+    saved_step = state.step if resume is not None else None  # the update that last.pt holds
+    between_updates = True  # Ctrl-C here can save the state of the last finished update
+    start, rng_at_update, sums_at_update = time.perf_counter(), capture_rng(), dict(state.epoch_sums)
     try:
         while state.step < total_updates:
             epoch = state.step // updates_per_epoch
@@ -311,7 +337,7 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
             sampler.set_epoch(epoch, start=first_micro * cfg.data.batch_size)
             model.train()
             start = time.perf_counter()
-            rng_at_update = capture_rng()
+            rng_at_update, sums_at_update = capture_rng(), dict(state.epoch_sums)
             bar = tqdm(total=updates_per_epoch, initial=state.step % updates_per_epoch, disable=None if main else True,
                        desc=f"epoch {epoch + 1}/{t.epochs}", leave=False)
             for micro, batch in enumerate(loader, start=first_micro):
@@ -349,6 +375,7 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
                     sums[k] += v.item()
                 if not syncing:
                     continue
+                between_updates = False  # from here until state.step moves on, weights and state disagree
                 scheduler.step_update(state.step)
                 if t.clip_grad is not None:
                     scaler.unscale_(optimizer)
@@ -360,6 +387,7 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
                     progress = math.cos(math.pi * state.step / total_updates)
                     model.update_teacher(1.0 - (1.0 - cfg.ssat.dino_ema) * 0.5 * (1.0 + progress))
                 state.step += 1
+                between_updates = True
                 bar.update(1)
                 current_lr = optimizer.param_groups[0]["lr"]
                 if writer is not None and state.step % t.log_every_steps == 0:
@@ -368,24 +396,34 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
                     writer.add_scalar("train/lr", current_lr, state.step)
                     for k, v in parts.items():
                         writer.add_scalar(f"train/{k}", v.item(), state.step)
-                rng_at_update = capture_rng()
+                rng_at_update, sums_at_update = capture_rng(), dict(state.epoch_sums)
                 end_of_epoch = state.step % updates_per_epoch == 0
                 stopping = max_steps is not None and state.step >= max_steps
                 if end_of_epoch:
+                    between_updates = False  # validation changes the state: saved only at the end
                     state.train_seconds += time.perf_counter() - start
                     _end_epoch(model, datasets, cfg, device, amp_dtype, state, epoch, current_lr, writer,
                                out_dir, checkpoint, dist)
-                    rng_at_update = capture_rng()
+                    rng_at_update, sums_at_update = capture_rng(), dict(state.epoch_sums)
                     checkpoint(out_dir / "last.pt", rng_at_update)
+                    saved_step, between_updates = state.step, True
                     start = time.perf_counter()
                 elif stopping or (t.save_every_steps and state.step % t.save_every_steps == 0):
                     state.train_seconds += time.perf_counter() - start
                     start = time.perf_counter()
                     checkpoint(out_dir / "last.pt", rng_at_update)
+                    saved_step = state.step
                 if stopping:
                     bar.close()
                     return {"stopped_at_step": state.step}
             bar.close()
+    except KeyboardInterrupt:
+        if between_updates and not dist.enabled:  # a collective save could wait for ranks already gone
+            state.epoch_sums = sums_at_update
+            state.train_seconds += time.perf_counter() - start
+            checkpoint(out_dir / "last.pt", rng_at_update)
+            saved_step = state.step
+        raise TrainingInterrupted(out_dir, saved_step, total_updates) from None
     finally:
         if writer is not None:
             writer.close()
@@ -457,8 +495,15 @@ def _finish(model: SSAT, datasets, cfg: Config, device, amp_dtype, state: TrainS
             dist: DistInfo) -> dict:
     """Test the best-on-validation weights (never select on test) and summarise the run."""
     test = perturbed = None
+    tested = "best"
     if "test" in datasets:
-        model.load_state_dict(load_checkpoint(out_dir / "best.pt", map_location=device)["model"])
+        if (out_dir / "best.pt").is_file():
+            model.load_state_dict(load_checkpoint(out_dir / "best.pt", map_location=device)["model"])
+        else:  # resumed into a new folder without the old run's best.pt: say so, never stop here
+            tested = "last"
+            if dist.is_main:
+                print(f"[train] warning: {out_dir / 'best.pt'} not found (the resumed run's best.pt was not "
+                      f"beside its checkpoint); testing the final weights", flush=True)
         test = evaluate(model, datasets["test"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers,
                         dist)
     if "test_perturbed" in datasets:
@@ -472,6 +517,7 @@ def _finish(model: SSAT, datasets, cfg: Config, device, amp_dtype, state: TrainS
         "best_val_rec": best_row.get("val_rec"),
         "test_acc1": test["acc1"] if test else None,
         "test_loss": test["loss"] if test else None,
+        "tested_weights": tested if test else None,
         "train_seconds": round(state.train_seconds, 3),
         "steps": state.step,
         "epochs": cfg.train.epochs,
