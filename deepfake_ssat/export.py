@@ -1,4 +1,8 @@
-"""Export the inference encoder + head of a checkpoint to ONNX, TorchScript or ``torch.export`` (.pt2).
+"""Export the inference encoder + head of a checkpoint: safetensors (to share), ONNX, TorchScript, ``torch.export``.
+
+``safetensors`` writes the weights (which cannot carry code) and a JSON beside them with the model
+config, the preprocessing and the weights' sha256: the way to publish a trained detector;
+``Detector`` / ``tools/predict.py --checkpoint`` and ``train.init_from`` read it back.
 
 The exported graph maps normalised face clips ``clips [B, 3, T, S, S]`` float32 (batch axis dynamic)
 to ``logits [B, 2]``; ``softmax(logits)[:, 1]`` is the fake probability. Clips are built as
@@ -16,8 +20,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-FORMATS = ("onnx", "torchscript", "pt2")
-SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "pt2"}
+from .runcli import fail, interrupted, tool_command
+
+FORMATS = ("safetensors", "onnx", "torchscript", "pt2")
+SUFFIXES = {".safetensors": "safetensors", ".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "pt2"}
 INPUT_NAME, OUTPUT_NAME = "clips", "logits"
 
 
@@ -49,14 +55,40 @@ def _export_pt2(encoder: nn.Module, example: torch.Tensor, path: Path):
     return torch.export.load(str(path)).module()
 
 
+def detector_preprocessing(img_size: int, num_frames: int, crop_scale: float) -> dict:
+    """What a user must do to a video before the model sees it (written beside a safetensors export)."""
+    from .data.faceclips import IMAGENET_MEAN, IMAGENET_STD
+
+    return {"input": "clips [B, 3, T, S, S] float32 RGB: uint8 / 255, then (x - mean) / std per channel",
+            "img_size": img_size, "num_frames": num_frames, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+            "face_detector": "facenet-pytorch MTCNN", "crop_scale": crop_scale,
+            "crop": "square of side max(w, h) x crop_scale centred on the face box, resized to img_size",
+            "output": "logits [B, 2]; softmax(logits)[:, 1] = fake probability", "labels": ["REAL", "FAKE"]}
+
+
+def _export_safetensors(encoder: nn.Module, cfg, path: Path, crop_scale: float):
+    """``<stem>.safetensors`` + ``<stem>.json`` (:func:`~deepfake_ssat.engine.checkpoint.save_detector`),
+    reloaded through the same loader that predict uses."""
+    from .config import config_to_dict
+    from .engine.checkpoint import load_inference_model, save_detector
+    from .inference import model_geometry
+
+    tree = config_to_dict(cfg)  # only what rebuilds the model: no data paths of the training machine
+    config = {"model": tree["model"], "ssat": tree["ssat"], "data": {"name": tree["data"]["name"]}}
+    save_detector(path, encoder.state_dict(), config, detector_preprocessing(*model_geometry(encoder, cfg),
+                                                                               crop_scale))
+    return load_inference_model(path, "cpu")[0]
+
+
 def export_model(checkpoint: str | Path, out_path: str | Path, format: str = "onnx",
-                 clip: torch.Tensor | None = None, atol: float = 1e-4) -> dict:
+                 clip: torch.Tensor | None = None, atol: float = 1e-4, crop_scale: float = 1.3) -> dict:
     """Export ``checkpoint``'s encoder + head to ``out_path`` and check it against PyTorch.
 
     ``clip``: [B, 3, T, S, S] float32 check input (default: 3 random clips, seed 0; the export itself
     is traced on 2). Returns ``path``, ``format``, ``input``/``output`` names and shapes (``-1`` = dynamic
     batch), ``img_size``, ``num_frames``, ``mean``/``std`` of the input normalisation and
     ``max_abs_diff`` on the check clip; raises :class:`ExportMismatch` when that is ``>= atol``.
+    ``crop_scale``: the face crop the training data used, recorded beside a safetensors export.
     """
     from .data.faceclips import IMAGENET_MEAN, IMAGENET_STD
     from .engine.checkpoint import load_inference_model
@@ -70,16 +102,22 @@ def export_model(checkpoint: str | Path, out_path: str | Path, format: str = "on
     example = torch.randn(2, 3, num_frames, img_size, img_size, generator=generator)
     if clip is None:
         clip = torch.randn(3, 3, num_frames, img_size, img_size, generator=generator)
-    out_path = Path(out_path)
+    out_path = Path(out_path).with_suffix(".safetensors") if format == "safetensors" else Path(out_path)
+    if out_path.is_dir():
+        raise ValueError(f"{out_path}: is a folder; --out names the file to write")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    exporter = {"onnx": _export_onnx, "torchscript": _export_torchscript, "pt2": _export_pt2}[format]
     with torch.no_grad():
         reference = encoder(clip)
-        exported = exporter(encoder, example, out_path)
+        if format == "safetensors":
+            exported = _export_safetensors(encoder, cfg, out_path, crop_scale)
+        else:
+            exporter = {"onnx": _export_onnx, "torchscript": _export_torchscript, "pt2": _export_pt2}[format]
+            exported = exporter(encoder, example, out_path)
         diff = float((exported(clip).float() - reference).abs().max())
     if not np.isfinite(diff) or diff >= atol:
         raise ExportMismatch(f"{out_path}: exported {format} model differs from PyTorch by {diff:.3g} (>= {atol:g})")
-    return {"path": str(out_path), "format": format, "input": INPUT_NAME, "output": OUTPUT_NAME,
+    extra = {"config": str(out_path.with_suffix(".json"))} if format == "safetensors" else {}
+    return {"path": str(out_path), "format": format, **extra, "input": INPUT_NAME, "output": OUTPUT_NAME,
             "input_shape": [-1, 3, num_frames, img_size, img_size], "output_shape": [-1, int(reference.shape[1])],
             "img_size": img_size, "num_frames": num_frames, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
             "checked_batch": int(clip.shape[0]), "max_abs_diff": diff}
@@ -92,26 +130,31 @@ def export_main(argv: list[str] | None = None) -> int:
         prog="export.py", description="Export a checkpoint's encoder + head (clips -> logits, dynamic batch) and "
                                       "check it against PyTorch on random clips; prints a JSON summary.")
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (best.pt / last.pt)")
-    parser.add_argument("--out", required=True, type=Path, help="output file (.onnx, .pt / .ts, .pt2)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output file (.safetensors [+ .json beside it], .onnx, .pt / .ts, .pt2)")
     parser.add_argument("--format", choices=FORMATS,
-                        help="onnx (needs onnx, onnxscript, onnxruntime: pip install -e .[dev]), torchscript "
-                             "or pt2 (torch.export); default from the --out suffix")
+                        help="safetensors (weights + JSON config: to share a detector), onnx (needs onnx, "
+                             "onnxscript, onnxruntime: pip install -e .[dev]), torchscript or pt2 (torch.export); "
+                             "default from the --out suffix")
+    parser.add_argument("--crop-scale", type=float, default=1.3,
+                        help="face crop of the training data (extract_faces.py --crop-scale), recorded beside a "
+                             "safetensors export (default 1.3)")
     parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted |difference| (default 1e-4)")
     args = parser.parse_args(argv)
     fmt = args.format or SUFFIXES.get(args.out.suffix.lower())
     if fmt is None:
-        parser.error(f"--format is needed: cannot tell it from {args.out.name!r} (.onnx, .pt, .ts, .pt2)")
+        parser.error(f"--format is needed: cannot tell it from {args.out.name!r} (.safetensors, .onnx, .pt, .ts, .pt2)")
     try:
-        result = export_model(args.checkpoint, args.out, fmt, atol=args.atol)
+        result = export_model(args.checkpoint, args.out, fmt, atol=args.atol, crop_scale=args.crop_scale)
     except ModuleNotFoundError as e:
         print(f"error: {e.name} is not installed; ONNX export needs onnx, onnxscript and onnxruntime "
               f"(pip install -e .[dev])", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError, OSError) as e:
+        return fail(e)
     except ExportMismatch as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail(e, code=1)
+    except KeyboardInterrupt:
+        return interrupted(f"the export to {args.out} may be incomplete", tool_command("export.py", argv))
     print(json.dumps(result))
     return 0

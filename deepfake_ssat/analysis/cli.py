@@ -21,6 +21,7 @@ from ..data import build_datasets
 from ..engine import build_model, load_checkpoint
 from ..engine.checkpoint import CLASSIFIER_WEIGHTS
 from ..io import atomic_write_json
+from ..runcli import fail
 from ..engine.trainer import resolve_device
 from ..models import SSAT
 from . import plots
@@ -290,8 +291,7 @@ def analyze_main(argv: list[str] | None = None) -> int:
             if what in RUNNERS:
                 payloads[what] = RUNNERS[what](ckpts, samples, args, device, out)
     except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
     for what, payload in payloads.items():
         atomic_write_json(out / f"{what}.json", {**header, **payload})
         shown = out / f"{what}.png" if payload["checkpoints"] else "(no plot: no checkpoint to show)"
