@@ -13,17 +13,18 @@ the track is short there); the video score aggregates the clips' fake probabilit
 ``fake_probability`` and ``label`` (FAKE / REAL; None unless ok), ``num_faces``, ``num_clips``,
 ``per_clip`` (fake probability of each clip), ``frames`` (frame indices of the crops used) and
 ``boxes`` (their face boxes x1, y1, x2, y2 in frame pixels), ``annotation`` (PNG path or None) and
-``seconds``.
+``seconds``. A model whose output is NaN / inf (e.g. corrupted weights) gives status ``error`` with no
+score: never a verdict computed from NaN. The JSON written is strict (no ``NaN`` tokens).
 """
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -37,12 +38,25 @@ from .faces.datasets import folder_items
 from .faces.detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from .faces.extract import ExtractionParams, VideoFailure, _first_line, open_video, read_frames
 from .faces.sampling import SamplingPolicy
+from .io import atomic_write, atomic_write_text, dumps_strict
+from .runcli import fail, interrupted, tool_command
 
 _STD = torch.tensor(IMAGENET_STD)
 _SCALE = (1.0 / (255.0 * _STD)).view(3, 1, 1, 1)  # as FaceClipDataset: uint8 -> normalised, one multiply-add
 _SHIFT = (-torch.tensor(IMAGENET_MEAN) / _STD).view(3, 1, 1, 1)
 STRIP_HEIGHT = 240  # pixels: height of each frame in an annotation strip
 STRIP_FRAMES = 4
+
+
+class NonFiniteOutput(ValueError):
+    """The model gave NaN / inf logits (broken or corrupted weights): no probability can be given."""
+
+
+def _nonfinite_reason(n_nan: int, n_inf: int, total: int) -> str:
+    """One line: how many of ``total`` clips had NaN / inf logits, and the likely cause."""
+    kinds = " and ".join(k for k, n in (("NaN", n_nan), ("inf", n_inf)) if n)
+    return (f"model output is not finite ({kinds}) for {n_nan + n_inf} of {total} clips; "
+            f"the checkpoint's weights may be corrupted")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -152,6 +166,8 @@ class Detector:
             record.update(self._predict(Path(path), Path(annotate) if annotate else None))
         except VideoFailure as e:
             record.update(status=e.status, reason=e.reason)
+        except NonFiniteOutput as e:  # a NaN score must never become a verdict
+            record.update(status="error", reason=str(e))
         except Exception as e:  # one broken video never stops a batch
             record.update(status="error", reason=f"{path}: {type(e).__name__}: {_first_line(e)}")
         record["seconds"] = round(time.perf_counter() - start, 3)
@@ -164,8 +180,12 @@ class Detector:
         ``annotate_dir``: one ``<stem>.png`` strip per decoded video (``<stem>_N.png`` on name clashes);
         ``progress``: one line per video on stderr.
         """
+        return list(self.iter_predictions(paths, annotate_dir, progress))
+
+    def iter_predictions(self, paths: Iterable[str | Path], annotate_dir: str | Path | None = None,
+                         progress: bool = False) -> Iterator[dict]:
+        """:meth:`predict_many` one record at a time (a caller keeps what finished if it is interrupted)."""
         used: set[str] = set()
-        records = []
         for path in expand_inputs(paths):
             target = None
             if annotate_dir is not None:
@@ -176,21 +196,30 @@ class Detector:
                 used.add(name)
                 target = Path(annotate_dir) / name
             record = self.predict_video(path, target)
-            if progress:
+            yield record
+            if progress:  # after the caller took the record: a printed line means a kept record (Ctrl-C)
                 p = record["fake_probability"]
                 score = "" if p is None else f" {record['label']} {p:.3f}"
                 print(f"[predict] {path}: {record['status']}{score}", file=sys.stderr, flush=True)
-            records.append(record)
-        return records
 
     def score_clips(self, clips: torch.Tensor) -> np.ndarray:
-        """Fake probabilities [N] of clips [N, 3, T, S, S] (normalised), in batches of ``batch_size``."""
+        """Fake probabilities [N] of clips [N, 3, T, S, S] (normalised), in batches of ``batch_size``.
+
+        Raises :class:`NonFiniteOutput` (one line) when any clip's logits are NaN / inf.
+        """
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
-        probs = []
+        probs, n_nan, n_inf = [], 0, 0
         with torch.inference_mode(), autocast:
             for batch in clips.split(self.batch_size):
-                logits = self.encoder(batch.to(self.device, non_blocking=True))
-                probs.append(logits.float().softmax(dim=1)[:, 1].cpu())
+                logits = self.encoder(batch.to(self.device, non_blocking=True)).float()
+                finite = torch.isfinite(logits).all(dim=1)
+                if not bool(finite.all()):
+                    nan = torch.isnan(logits).any(dim=1)
+                    n_nan += int(nan.sum())
+                    n_inf += int((~finite & ~nan).sum())
+                probs.append(logits.softmax(dim=1)[:, 1].cpu())
+        if n_nan or n_inf:
+            raise NonFiniteOutput(_nonfinite_reason(n_nan, n_inf, len(clips)))
         return torch.cat(probs).numpy()
 
     # ------------------------------------------------------------------------------------ pipeline
@@ -281,9 +310,10 @@ def write_strip(path: Path, frames: list[np.ndarray], indices: list[int], faces:
             cv2.putText(tile, f"#{indices[pos]} {text}", (4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, ink, thickness,
                         cv2.LINE_AA)
         tiles.append(tile)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.hconcat(tiles)):
-        raise OSError(f"{path}: cannot write image")
+    ok, png = cv2.imencode(path.suffix or ".png", cv2.hconcat(tiles))
+    if not ok:
+        raise OSError(f"{path}: cannot encode the image")
+    atomic_write(path, lambda f: f.write(png.tobytes()))  # never a half-written strip (Ctrl-C, full disk)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -313,32 +343,99 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _output_problem(path: Path, what: str, want_dir: bool) -> str | None:
+    """Why ``path`` cannot be written as a file (``want_dir`` False) or a folder of files (True), or None.
+
+    Checked before any work: an existing path of the other kind, an ancestor that is a file, or a first
+    existing ancestor that is not writable.
+    """
+    if path.exists() and path.is_dir() != want_dir:
+        kind, wanted = ("file", "folder") if want_dir else ("folder", "file")
+        return f"{what} {path}: is an existing {kind}; give a {wanted} path"
+    if want_dir and path.is_dir():
+        return None if os.access(path, os.W_OK | os.X_OK) else f"{what} {path}: folder is not writable"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{what} {path}: {parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{what} {path}: folder {parent} is not writable"
+    return None
+
+
+def _json_list(records: list[dict]) -> str:
+    """A strict JSON list (no NaN tokens), one video per line."""
+    return "[\n" + ",\n".join(dumps_strict(r) for r in records) + "\n]"
+
+
 def predict_main(argv: list[str] | None = None) -> int:
     """Exit 0 when every input was processed (per-video statuses are in the JSON); 2 on a usage error
-    (missing or unusable checkpoint, bad option)."""
+    (missing or unusable checkpoint, bad option, an --out / --annotate that cannot be written: checked
+    before any work); 130 on Ctrl-C, after writing the videos finished so far where the JSON goes."""
     args = build_parser().parse_args(argv)
+    if args.out is not None:
+        problem = _output_problem(args.out, "--out", want_dir=False)
+        if problem is None and args.out.exists():
+            videos = {p.resolve() for p in expand_inputs(args.inputs) if p.exists()}
+            if args.out.resolve() in videos:
+                problem = f"--out {args.out}: is one of the input videos; refusing to overwrite it"
+        if problem:
+            return fail(problem)
+    if args.annotate is not None and (problem := _output_problem(args.annotate, "--annotate", want_dir=True)):
+        return fail(problem)
+    records: list[dict] = []
+    total = None
     try:
-        detector = Detector.from_checkpoint(
-            args.checkpoint, args.device, clips=args.clips, stride=args.stride, crop_size=args.crop_size,
-            batch_size=args.batch_size, strategy=args.strategy, threshold=args.threshold,
-            detect_max_side=args.detect_max_side, min_face_size=args.min_face, thresholds=args.thresholds,
-            crop_scale=args.crop_scale)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {_first_line(e, 500)}", file=sys.stderr)
-        return 2
-    for raw in args.inputs:
-        if Path(raw).is_dir() and not folder_items(Path(raw)):
-            print(f"warning: {raw}: no videos in this folder", file=sys.stderr)
-    records = detector.predict_many(args.inputs, args.annotate, progress=not args.quiet)
-    text = "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]"  # a JSON list, one video per line
-    if args.out:
-        from .io import atomic_write_text
+        try:
+            detector = Detector.from_checkpoint(
+                args.checkpoint, args.device, clips=args.clips, stride=args.stride, crop_size=args.crop_size,
+                batch_size=args.batch_size, strategy=args.strategy, threshold=args.threshold,
+                detect_max_side=args.detect_max_side, min_face_size=args.min_face, thresholds=args.thresholds,
+                crop_scale=args.crop_scale)
+        except (FileNotFoundError, ValueError) as e:
+            return fail(e)
+        for raw in args.inputs:
+            if Path(raw).is_dir() and not folder_items(Path(raw)):
+                print(f"warning: {raw}: no videos in this folder", file=sys.stderr)
+        paths = expand_inputs(args.inputs)
+        total = len(paths)
+        for record in detector.iter_predictions(paths, args.annotate, progress=not args.quiet):
+            records.append(record)
+    except KeyboardInterrupt:
+        return interrupted(_kept(records, total, args.out), tool_command("predict.py", argv))
+    return _write_predictions(records, args.out)
 
-        atomic_write_text(args.out, text + "\n")
-    else:
+
+def _kept(records: list[dict], total: int | None, out: Path | None) -> str:
+    """What an interrupted predict keeps (the finished records, written where the JSON goes)."""
+    if total is None:
+        return "stopped before the first video; nothing predicted, nothing written"
+    if not records:
+        return f"0 of {total} videos predicted; nothing written"
+    try:
+        if out is not None:
+            atomic_write_text(out, _json_list(records) + "\n")
+        else:
+            print(_json_list(records), flush=True)
+    except OSError as e:
+        return f"{len(records)} of {total} videos predicted but not kept: cannot write {out} ({e.strerror or e})"
+    where = f"written to {out}" if out is not None else "printed on stdout"
+    return f"{len(records)} of {total} videos predicted, {where} (a rerun predicts every video again)"
+
+
+def _write_predictions(records: list[dict], out: Path | None) -> int:
+    text = _json_list(records)
+    if out is None:
         print(text)
+        return 0
+    try:
+        atomic_write_text(out, text + "\n")
+    except OSError as e:  # checked before the work, but the disk can still fill up: keep the results
+        print(text)
+        return fail(f"--out {out}: cannot write it ({e.strerror or e}); the predictions were printed on stdout")
     return 0
 
 
-__all__ = ["Detector", "clip_tensor", "expand_inputs", "model_geometry", "predict_main", "resolve_device",
-           "write_strip"]
+__all__ = ["Detector", "NonFiniteOutput", "clip_tensor", "expand_inputs", "model_geometry", "predict_main",
+           "resolve_device", "write_strip"]

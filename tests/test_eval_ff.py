@@ -76,3 +76,104 @@ def test_eval_ff_bad_input_is_one_line(face_data, tmp_path):
     assert no_data.returncode == 2 and len(no_data.stderr.strip().splitlines()) == 1
     neither = run("--data-root", str(empty))
     assert neither.returncode == 2 and "give --leave-out" in neither.stderr
+
+
+# ------------------------------------------------------------------ safe in a user's hands (no NaN, Ctrl-C)
+
+
+def _strict_json(text):
+    return json.loads(text, parse_constant=lambda token: pytest.fail(f"non-strict JSON: {token}"))
+
+
+def _one_line(err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpts(tmp_path_factory):
+    """Untrained tiny VideoMAE checkpoints (no training): ``good`` and ``nan`` (one weight NaN: every logit NaN)."""
+    import torch
+
+    from deepfake_ssat.config import config_to_dict
+    from deepfake_ssat.engine.build import build_model
+    from deepfake_ssat.engine.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny_ckpts")
+    cfg = load_config(ROOT / "configs/tiny/dfdc_videomae_scratch.yaml")
+    paths = {}
+    for name in ("good", "nan"):
+        torch.manual_seed(0)
+        model = build_model(cfg, 2)
+        if name == "nan":
+            with torch.no_grad():
+                model.encoder.head.bias[0] = float("nan")
+        paths[name] = root / name / "best.pt"
+        paths[name].parent.mkdir()
+        save_checkpoint(paths[name], {"model": model.state_dict(), "config": config_to_dict(cfg), "meta": {}})
+    return paths
+
+
+def _zero_shot_argv(face_data, ckpt, out):
+    return ["--zero-shot", "--checkpoint", str(ckpt), "--data-root", str(face_data.ffpp), "--splits-dir",
+            str(face_data.splits), "--name", "tiny", "--device", "cpu", "--out", str(out)]
+
+
+def test_eval_ff_nan_scores_are_an_error_not_an_accuracy(face_data, tiny_ckpts, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert eval_ff_main(_zero_shot_argv(face_data, tiny_ckpts["nan"], out)) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {tiny_ckpts['nan']}: model output is not finite (NaN) for ") and \
+        "(first: video ffpp/" in line and line.endswith("the weights may be corrupted"), line
+    assert not (out / "results.json").exists() and not (out / "predictions_zero_shot.csv").exists()
+
+
+def test_eval_ff_out_that_is_a_file_is_refused_first(face_data, tiny_ckpts, tmp_path, capsys):
+    out = tmp_path / "results.txt"
+    out.write_text("keep me\n")
+    assert eval_ff_main(_zero_shot_argv(face_data, tiny_ckpts["good"], out)) == 2
+    assert _one_line(capsys.readouterr().err) == f"error: --out {out}: is an existing file; give a folder"
+    assert out.read_text() == "keep me\n"
+
+
+def test_eval_ff_ctrl_c_keeps_the_finished_protocols(face_data, tiny_ckpts, tmp_path, capsys, monkeypatch):
+    import deepfake_ssat.engine
+
+    def fit(cfg, run, *args, **kwargs):  # Ctrl-C while the cross-manipulation fold trains
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deepfake_ssat.engine, "fit", fit)
+    out = tmp_path / "eval"
+    argv = _zero_shot_argv(face_data, tiny_ckpts["good"], out) + [
+        "--leave-out", "NeuralTextures", "--config", str(ROOT / "configs/tiny/ffpp_videomae_095.yaml")]
+    try:
+        code = eval_ff_main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped eval_ff_main (the user sees a traceback)")
+    assert code == 130
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith(f"interrupted: results of the finished zero-shot kept in {out / 'results.md'}"), line
+    assert "a rerun evaluates every requested protocol and fold again" in line
+    assert line.endswith("continue with: python tools/eval_ff.py " + " ".join(argv))
+    records = _strict_json((out / "results.json").read_text())["records"]
+    assert {(r["protocol"], r["method"]) for r in records} == {
+        ("zero-shot", m) for m in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")}
+    assert "| tiny |" in (out / "results.md").read_text()
+
+
+def test_report_refuses_nan_scores_and_metrics(tmp_path):
+    from deepfake_ssat.eval.report import results_table, roc_png, write_predictions_csv
+
+    nan = float("nan")
+    record = {"model": "m", "protocol": "zero-shot", "method": "Deepfakes",
+              "metrics": {"clip": {"acc": 50.0}, "video": {"acc": nan, "auc": 0.5}}}
+    with pytest.raises(ValueError, match=r"metric video\.acc = nan is not a finite number"):
+        results_table([record])
+    row = {"key": "ffpp/Deepfakes/c23/000_003", "dataset": "ffpp", "method": "Deepfakes", "compression": "c23",
+           "video_id": "000_003", "label": 1, "prob": nan, "num_clips": 2}
+    with pytest.raises(ValueError, match="video ffpp/Deepfakes/c23/000_003: score is nan"):
+        write_predictions_csv(tmp_path / "pred.csv", [row])
+    assert not (tmp_path / "pred.csv").exists()
+    with pytest.raises(ValueError, match="NaN / inf scores"):
+        roc_png({"Deepfakes": ([0, 1], [0.2, nan])}, tmp_path / "roc.png")

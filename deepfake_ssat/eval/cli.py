@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..faces.datasets import FFPP_COMPRESSIONS
@@ -40,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def eval_ff_main(argv: list[str] | None = None) -> int:
+    """Exit 0 with the table written; 2 on bad input (one ``error:`` line), 3 when training diverged,
+    130 on Ctrl-C. Results are written into ``--out`` as each protocol / fold finishes, so an interrupted
+    or failed run keeps what finished."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.leave_out and not args.zero_shot:
@@ -51,37 +53,68 @@ def eval_ff_main(argv: list[str] | None = None) -> int:
     from ..engine.pretrained import PretrainedError
     from ..engine.runtime import tune_malloc
     from ..engine.trainer import TrainingDiverged, resolve_device
+    from ..runcli import fail, interrupted, tool_command
     from .ffpp import cross_manipulation, write_table, zero_shot
 
     tune_malloc()
     name = args.name or ("Scratch" if args.scratch else _run_name(args.checkpoint))
     opts = list(args.opts) + ([f"data.compression={args.compression}"] if args.compression else [])
+    done: list[dict] = []  # results records of the finished protocols / folds
+
+    def keep(records: list[dict]) -> None:
+        done.extend(records)
+        write_table(args.out, done)
+
     try:
+        problem = _out_problem(args.out)
+        if problem:
+            raise ValueError(problem)
         if args.checkpoint is not None and not args.checkpoint.is_file():
             raise FileNotFoundError(f"--checkpoint: {args.checkpoint} not found")
         if not args.data_root.is_dir():
             raise FileNotFoundError(f"--data-root: {args.data_root} is not a folder; point it at the "
                                     f"tools/extract_faces.py output of the FF++ videos")
         device = resolve_device(args.device)
-        records = []
         if args.zero_shot:
-            records += zero_shot(args.checkpoint, args.data_root, args.out, name, args.splits_dir,
-                                 args.compression or "c23", device, strategy=args.strategy)
+            keep(zero_shot(args.checkpoint, args.data_root, args.out, name, args.splits_dir,
+                           args.compression or "c23", device, strategy=args.strategy))
         if args.leave_out:
             folds = None if "all" in args.leave_out else list(dict.fromkeys(args.leave_out))
             config = args.config or CONFIGS / ("ffpp_videomae_scratch.yaml" if args.scratch else "ffpp_videomae_095.yaml")
-            records += cross_manipulation(config, args.data_root, args.out, name, folds, args.checkpoint,
-                                          args.scratch, args.splits_dir, opts, device, args.strategy)
-        paths = write_table(args.out, records)
+            cross_manipulation(config, args.data_root, args.out, name, folds, args.checkpoint, args.scratch,
+                               args.splits_dir, opts, device, args.strategy, on_fold=lambda r: keep([r]))
+        paths = write_table(args.out, done)
+    except KeyboardInterrupt:
+        return interrupted(_kept(done, args.out), tool_command("eval_ff.py", argv))
     except (ConfigError, FileNotFoundError, PretrainedError, ValueError) as e:
-        print(f"error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
-        return 2
+        return fail(e)
     except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+        return fail(e, 3)
     print(paths["md"].read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why ``--out`` cannot be the results folder (checked before any work), or None."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: is an existing file; give a folder"
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {out}: {parent} is a file, not a folder"
+    return None
+
+
+def _kept(done: list[dict], out: Path) -> str:
+    """What an interrupted eval_ff keeps: the results of the protocols / folds that finished."""
+    if not done:
+        return "no protocol or fold finished; no results written"
+    parts = (["zero-shot"] if any(r["protocol"] == "zero-shot" for r in done) else []) + [
+        f"cross {r['method']}" for r in done if r["protocol"] == "cross"]
+    return (f"results of the finished {', '.join(parts)} kept in {out / 'results.md'} (.csv, .json); "
+            f"a rerun evaluates every requested protocol and fold again")
 
 
 def _run_name(checkpoint: Path | None) -> str:

@@ -7,12 +7,15 @@
   left-out M + originals of the test split. ``scratch`` trains the same model with no pre-training
   and classification only (the paper's Scratch row).
 
-Scoring streams clips through the model and keeps only (video, label, probability) per clip.
+Scoring streams clips through the model and keeps only (video, label, probability) per clip. A model
+output that is NaN / inf stops the evaluation with a one-line :class:`NonFiniteScores` (a ValueError)
+naming the checkpoint and a video: a NaN score never reaches the metrics, the table or the predictions.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
@@ -24,10 +27,17 @@ from .metrics import StreamingMetrics
 from .report import METHODS, results_table, roc_png, write_predictions_csv, write_results
 
 
+class NonFiniteScores(ValueError):
+    """The model gave NaN / inf logits for some clips (broken or corrupted weights)."""
+
+
 @torch.no_grad()
 def score_dataset(encoder: torch.nn.Module, dataset: FaceClipDataset, device: torch.device, batch_size: int = 16,
                   num_workers: int = 0, metrics: StreamingMetrics | None = None) -> StreamingMetrics:
-    """Fake probability (softmax class 1) of every clip of ``dataset``, accumulated by video key."""
+    """Fake probability (softmax class 1) of every clip of ``dataset``, accumulated by video key.
+
+    Raises :class:`NonFiniteScores` at the first batch with a NaN / inf logit (nothing of it is added).
+    """
     metrics = metrics if metrics is not None else StreamingMetrics()
     encoder.eval().to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
@@ -36,8 +46,15 @@ def score_dataset(encoder: torch.nn.Module, dataset: FaceClipDataset, device: to
                         pin_memory=device.type == "cuda")
     for x, y, keys in loader:
         with autocast:
-            logits = encoder(x.to(device, non_blocking=True))
-        metrics.update(list(keys), y, logits.float().softmax(dim=1)[:, 1].cpu())
+            logits = encoder(x.to(device, non_blocking=True)).float()
+        finite = torch.isfinite(logits).all(dim=1)
+        if not bool(finite.all()):
+            nan = torch.isnan(logits).any(dim=1)
+            kinds = " and ".join(k for k, n in (("NaN", int(nan.sum())), ("inf", int((~finite & ~nan).sum()))) if n)
+            first = keys[int(torch.nonzero(~finite)[0, 0])]
+            raise NonFiniteScores(f"model output is not finite ({kinds}) for {int((~finite).sum())} of the "
+                                  f"{len(keys)} clips of a batch (first: video {first}); the weights may be corrupted")
+        metrics.update(list(keys), y, logits.softmax(dim=1)[:, 1].cpu())
     return metrics
 
 
@@ -75,8 +92,8 @@ def zero_shot(checkpoint: Path, root: Path, out: Path, name: str, splits_dir: Pa
     encoder, cfg = load_inference_model(checkpoint, device)
     cfg = _model_geometry(encoder, cfg)
     methods = _present_methods(root, None)
-    metrics = score_dataset(encoder, _test_split(root, cfg, methods, splits_dir, compression), device, batch_size,
-                            num_workers)
+    metrics = _score(checkpoint, encoder, _test_split(root, cfg, methods, splits_dir, compression), device,
+                     batch_size, num_workers)
     result = metrics.compute(strategy)
     videos = metrics.videos(strategy)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,11 +108,12 @@ def zero_shot(checkpoint: Path, root: Path, out: Path, name: str, splits_dir: Pa
 def cross_manipulation(config: Path, root: Path, out: Path, name: str, leave_out: list[str] | None,
                        checkpoint: Path | None = None, scratch: bool = False, splits_dir: Path | None = None,
                        opts: list[str] | None = None, device: torch.device = torch.device("cpu"),
-                       strategy: str = "mean") -> list[dict]:
+                       strategy: str = "mean", on_fold: Callable[[dict], None] | None = None) -> list[dict]:
     """Fine-tune (or, with ``scratch``, train) per left-out method and score it; returns results records.
 
     With a ``checkpoint`` (and not ``scratch``) the model section comes from the checkpoint's own config
-    and its encoder initialises fine-tuning; the data and schedule come from ``config``.
+    and its encoder initialises fine-tuning; the data and schedule come from ``config``. ``on_fold`` is
+    called with each fold's record as soon as it is scored (a caller can keep finished folds).
     """
     from ..engine import fit
 
@@ -125,17 +143,28 @@ def cross_manipulation(config: Path, root: Path, out: Path, name: str, leave_out
         encoder, run_cfg = load_inference_model(run / "best.pt", device)
         run_cfg = _model_geometry(encoder, run_cfg)
         compression = cfg.data.compression
-        metrics = score_dataset(encoder, _test_split(root, run_cfg, [method], Path(cfg.data.splits_dir)
-                                                     if cfg.data.splits_dir else None, compression),
-                                device, cfg.data.batch_size, cfg.data.num_workers)
+        metrics = _score(run / "best.pt", encoder, _test_split(root, run_cfg, [method], Path(cfg.data.splits_dir)
+                                                               if cfg.data.splits_dir else None, compression),
+                         device, cfg.data.batch_size, cfg.data.num_workers)
         videos = metrics.videos(strategy)
         write_predictions_csv(run / "predictions_test.csv", videos)
         curves.update(_curves(videos, [method]))
         records.append({"model": name, "protocol": "cross", "method": method,
                         "metrics": metrics.compute(strategy)["per_method"][method]})
+        if on_fold is not None:
+            on_fold(records[-1])
     if curves:
         roc_png(curves, out / "roc_cross.png", f"Cross-manipulation (video level): {name}")
     return records
+
+
+def _score(checkpoint: Path, encoder: torch.nn.Module, dataset: FaceClipDataset, device: torch.device,
+           batch_size: int, num_workers: int) -> StreamingMetrics:
+    """:func:`score_dataset`, a NaN / inf output naming the checkpoint it came from."""
+    try:
+        return score_dataset(encoder, dataset, device, batch_size, num_workers)
+    except NonFiniteScores as e:
+        raise NonFiniteScores(f"{checkpoint}: {e}") from None
 
 
 def _curves(videos: list[dict], methods: list[str]) -> dict[str, tuple[list[int], list[float]]]:
@@ -156,7 +185,10 @@ def write_table(out: Path, records: list[dict]) -> dict[str, Path]:
     existing = out / "results.json"
     if existing.is_file():
         new = {(r["model"], r["protocol"], r["method"]) for r in records}
-        old = [r for r in json.loads(existing.read_text()).get("records", [])
-               if (r["model"], r["protocol"], r["method"]) not in new]
+        try:
+            saved = json.loads(existing.read_text())
+        except ValueError as e:
+            raise ValueError(f"{existing}: not readable JSON ({e}); move it away to start a new table") from None
+        old = [r for r in saved.get("records", []) if (r["model"], r["protocol"], r["method"]) not in new]
         records = old + records
     return write_results(out, results_table(records))

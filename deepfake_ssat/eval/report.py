@@ -3,11 +3,15 @@
 A results record is ``{"model": str, "protocol": "cross" | "zero-shot", "method": str, "metrics": m}``
 where ``m`` is either one ``binary_metrics`` dict or ``{"clip": ..., "video": ...}`` of them (as in
 ``StreamingMetrics.compute()["per_method"][method]``).
+
+A NaN / inf score or metric is refused with a one-line ``ValueError`` (never written as ``nan`` or turned
+into an accuracy); JSON is written strictly (no ``NaN`` tokens).
 """
 from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -36,6 +40,8 @@ def roc_png(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str 
             labels, probs = _numpy(labels), _numpy(probs)
             if len(set(labels.tolist())) < 2:
                 raise ValueError(f"roc_png: curve {name!r} has a single class; a ROC needs real and fake samples")
+            if not np.isfinite(probs.astype(np.float64)).all():
+                raise ValueError(f"roc_png: curve {name!r} has NaN / inf scores")
             fpr, tpr, _ = roc_curve(labels, probs)
             ax.plot(fpr, tpr, label=f"{name} (AUC = {roc_auc_score(labels, probs):.4f})")
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
@@ -92,9 +98,25 @@ def results_table(
         ident = (str(row["model"]), row["protocol"], str(row["method"]))
         if ident in seen:
             raise ValueError(f"duplicate results record for model/protocol/method {ident}")
+        bad = _non_finite(row["metrics"])
+        if bad:
+            raise ValueError(f"results record {ident}: metric {bad} is not a finite number; "
+                             f"a NaN / inf score cannot give an accuracy")
         seen.add(ident)
         records.append({"model": ident[0], "protocol": ident[1], "method": ident[2], "metrics": dict(row["metrics"])})
     return ResultsTable(tuple(records), tuple(columns), level)
+
+
+def _non_finite(metrics: Mapping[str, Any], prefix: str = "") -> str | None:
+    """The name of the first NaN / inf value in (nested) ``metrics``, or None."""
+    for k, v in metrics.items():
+        if isinstance(v, Mapping):
+            bad = _non_finite(v, f"{prefix}{k}.")
+            if bad:
+                return bad
+        elif isinstance(v, (float, np.floating)) and not math.isfinite(v):
+            return f"{prefix}{k} = {v}"
+    return None
 
 
 def _fmt(value: float | None, scale: float) -> str:
@@ -152,5 +174,12 @@ def write_results(out_dir: str | Path, table: ResultsTable) -> dict[str, Path]:
 
 
 def write_predictions_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Per-video predictions (``StreamingMetrics.videos()`` rows) as CSV, written atomically."""
+    """Per-video predictions (``StreamingMetrics.videos()`` rows) as CSV, written atomically; a row whose
+    ``prob`` is NaN / inf raises ``ValueError`` naming the video (nothing is written)."""
+    rows = list(rows)
+    for row in rows:
+        prob = row.get("prob")
+        if prob is not None and not math.isfinite(float(prob)):
+            raise ValueError(f"video {row.get('key')}: score is {prob}, not a probability; "
+                             f"the model's output is not finite (corrupted weights?)")
     atomic_write_text(path, _csv_text(rows, VIDEO_FIELDS))
