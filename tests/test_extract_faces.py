@@ -122,7 +122,9 @@ def test_moving_face_crops_boxes_and_manifest(batch):
     assert m["frames_without_face"] == [] and m["frames_requested"] == FRAMES
     source = clips / "moving.mp4"
     assert m["source"] == {"path": str(source.resolve()), "size": source.stat().st_size,
+                           "mtime_ns": source.stat().st_mtime_ns,
                            "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    assert m["key"] == "clips/moving"
     assert (m["fps"], m["num_frames"], m["width"], m["height"]) == (25.0, 20, 320, 240)
     assert (m["dataset"], m["video_id"], m["label"], m["status"]) == ("clips", "moving", None, "ok")
     assert m["params"] == PARAMS.to_dict() and m["version"]

@@ -1,30 +1,39 @@
 """Per-video face extraction (decode -> detect -> track -> square crops + manifest) and the batch runner.
 
-Output of one video, under ``<out>/<item.rel_dir>/``: one image per kept face per sampled frame, named
-by the original frame index (``000123.png``; ``000123_t1.png`` with ``keep="all"``), and
-``manifest.json`` written last. Crops are written into a hidden temp folder renamed into place when
-complete, so a killed run never leaves a folder that looks done; a folder whose manifest matches the
-parameters and the source size is skipped on rerun.
+Output of one video, under ``<out>/<item.rel_dir>/`` (the key; how unsafe file names map to safe keys:
+:mod:`deepfake_ssat.faces.datasets`): one image per kept face per sampled frame, named by the original
+frame index (``000123.png``; ``000123_t1.png`` with ``keep="all"``), and ``manifest.json`` (key, source
+path, size, mtime, sha256, parameters, crops). Everything is written into a hidden temp folder
+``.<name>.tmp-XXXXXXXX`` next to the final one and renamed into place when complete, so a killed run
+never leaves a folder that looks done; stale temp folders are removed by the next run and ignored by the
+index. Folders and files get the umask's permissions (0755 / 0644 by default). Nothing is ever renamed
+or deleted outside ``--out``: every such path is checked to lie strictly inside it first
+(:class:`OutsideOutputError` otherwise, recorded as the video's ``error``).
+
+Rerun: a folder whose manifest has the same parameters and the same source size is done if the source's
+mtime is unchanged too; if only the mtime changed (``touch``, a copy), the source's sha256 decides (a
+match updates the stored mtime, so the next rerun is cheap again). A video replaced by one of the same
+size is re-extracted unless its mtime was also restored.
 """
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import os
 import shutil
-import tempfile
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from .. import __version__
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, is_inside, make_temp_dir, sha256_file
 from .datasets import VideoItem
 from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from .sampling import SamplingPolicy
@@ -130,29 +139,34 @@ def _unpad_rows(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_manifest(path: Path) -> dict | None:
     """The manifest at ``path``, or None if it is missing or unreadable (then the video is redone)."""
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
-def _is_done(manifest: dict | None, params: ExtractionParams, source: Path) -> bool:
+def _finished(final: Path, params: ExtractionParams, source: Path) -> dict | None:
+    """The manifest in ``final`` if it holds ``source`` extracted with ``params`` (see the module docstring)."""
+    manifest = load_manifest(final / "manifest.json")
     if manifest is None or manifest.get("params") != params.to_dict():
-        return False
+        return None
+    stored = manifest.get("source") or {}
     try:
-        return manifest.get("source", {}).get("size") == source.stat().st_size
+        stat = source.stat()
+        if stored.get("size") != stat.st_size:
+            return None
+        if stored.get("mtime_ns") == stat.st_mtime_ns:
+            return manifest
+        if stored.get("sha256") != sha256_file(source):
+            return None
     except OSError:
-        return False
+        return None
+    stored["mtime_ns"] = stat.st_mtime_ns
+    atomic_write_json(final / "manifest.json", manifest)
+    return manifest
 
 
 def _kept_tracks(tracks: list[Track], faces: list[FrameFaces], keep: str) -> list[Track]:
@@ -188,15 +202,55 @@ def _write_crops(folder: Path, frames: list[np.ndarray], indices: list[int], fac
     return sorted(entries, key=lambda e: (e["frame"], e["track"]))
 
 
-def _publish(tmp: Path, final: Path) -> None:
+class OutsideOutputError(RuntimeError):
+    """A path to be written, renamed or deleted that is not strictly inside the output root (a bug)."""
+
+
+def _inside(path: Path, out_root: Path) -> Path:
+    """``path``, checked to lie strictly inside ``out_root`` once both are resolved."""
+    if not is_inside(path, out_root):
+        raise OutsideOutputError(f"{path}: not inside the output folder {out_root}; refusing to write, "
+                                 f"rename or delete it (a bug: please report it)")
+    return path
+
+
+def _temp_prefix(final: Path) -> str:
+    return f".{final.name}.tmp-"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of the hidden temp folders (``.<name>.tmp-XXXXXXXX``) extraction uses."""
+    return name.startswith(".") and ".tmp-" in name
+
+
+def _make_temp(final: Path, out_root: Path) -> Path:
+    """A fresh hidden temp folder next to ``final`` (umask permissions)."""
+    prefix = _temp_prefix(final)
+    _inside(final.parent / prefix, out_root)
+    return make_temp_dir(final.parent, prefix)
+
+
+def _remove_stale(final: Path, out_root: Path) -> None:
+    """Delete the temp folders a killed run left for ``final`` (``.<name>.tmp-<random, no dot>``: not
+    those of a video whose name merely starts with ``<name>.tmp-``)."""
+    prefix = _temp_prefix(final)
+    with os.scandir(final.parent) as entries:
+        stale = [Path(e.path) for e in entries if e.name.startswith(prefix) and "." not in e.name[len(prefix):]]
+    for path in stale:
+        shutil.rmtree(_inside(path, out_root), ignore_errors=True)
+
+
+def _publish(tmp: Path, final: Path, out_root: Path) -> None:
     """Move the finished temp folder to ``final``, replacing an older extraction there."""
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-        os.replace(final, old / "old")
+    _inside(tmp, out_root)
+    _inside(final, out_root)
+    if not (final.exists() or final.is_symlink()):
         os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
+        return
+    old = _make_temp(final, out_root)
+    os.replace(final, old / "old")
+    os.replace(tmp, final)
+    shutil.rmtree(_inside(old, out_root))
 
 
 def _record(item: VideoItem, status: str, reason: str | None, num_crops: int = 0,
@@ -210,16 +264,18 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
 
     Record: ``key``, ``source``, ``status`` (ok | no_face | unreadable | missing | bad_metadata |
     duplicate), ``reason`` (one line or None), ``num_crops``, ``skipped`` (finished by an earlier run).
+    Raises :class:`OutsideOutputError` if ``item.rel_dir`` does not lead strictly inside ``out_root``.
     """
     if item.problem:
         return _record(item, *item.problem)
-    final = out_root / item.rel_dir
-    manifest = load_manifest(final / "manifest.json")
-    if _is_done(manifest, params, item.path):
-        return _record(item, manifest["status"], manifest.get("reason"), len(manifest["crops"]), skipped=True)
+    final = _inside(out_root / item.rel_dir, out_root)
+    done = _finished(final, params, item.path)
+    if done is not None:
+        return _record(item, done["status"], done.get("reason"), len(done["crops"]), skipped=True)
     start = time.perf_counter()
     try:
         reader = open_video(item.path)
+        source = item.path.stat()
         num_frames = len(reader)
         indices = params.sampling.indices(num_frames)
         frames = read_frames(reader, indices)
@@ -230,32 +286,32 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     kept = _kept_tracks(tracks, faces, params.keep)
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _remove_stale(final, out_root)
+    tmp = _make_temp(final, out_root)
     try:
         crops = _write_crops(tmp, frames, indices, faces, kept, params)
-        _publish(tmp, final)
+        requested = params.sampling.requested()
+        status, reason = _status(len(indices), requested, num_frames, crops, kept)
+        manifest = {
+            "tool": "deepfake_ssat.faces", "version": __version__, "status": status, "reason": reason,
+            "key": item.rel_dir,
+            "source": {"path": str(item.path.resolve()), "size": source.st_size, "mtime_ns": source.st_mtime_ns,
+                       "sha256": sha256_file(item.path)},
+            **item.identity(),
+            "fps": float(reader.get_avg_fps()), "num_frames": num_frames,
+            "width": int(frames[0].shape[1]), "height": int(frames[0].shape[0]),
+            "frames_requested": requested, "sampled": indices,
+            "clips": params.sampling.clip_lists(num_frames) if params.sampling.clips else None,
+            "frames_without_face": sorted(set(indices) - {c["frame"] for c in crops}),
+            "num_tracks": len(tracks), "kept_tracks": [t.id for t in kept],
+            "crops": crops, "params": params.to_dict(),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        atomic_write_json(tmp / "manifest.json", manifest)
+        _publish(tmp, final, out_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    requested = params.sampling.requested()
-    status, reason = _status(len(indices), requested, num_frames, crops, kept)
-    manifest = {
-        "tool": "deepfake_ssat.faces", "version": __version__, "status": status, "reason": reason,
-        "source": {"path": str(item.path.resolve()), "size": item.path.stat().st_size,
-                   "sha256": sha256_file(item.path)},
-        **item.identity(),
-        "fps": float(reader.get_avg_fps()), "num_frames": num_frames,
-        "width": int(frames[0].shape[1]), "height": int(frames[0].shape[0]),
-        "frames_requested": requested, "sampled": indices,
-        "clips": params.sampling.clip_lists(num_frames) if params.sampling.clips else None,
-        "frames_without_face": sorted(set(indices) - {c["frame"] for c in crops}),
-        "num_tracks": len(tracks), "kept_tracks": [t.id for t in kept],
-        "crops": crops, "params": params.to_dict(),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    atomic_write_json(final / "manifest.json", manifest)
     return _record(item, status, reason, len(crops))
 
 
@@ -286,6 +342,7 @@ _WORKER: dict = {}
 def _init_worker(params: ExtractionParams, device: str, threads: int) -> None:
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: a worker finishes its video
     torch.set_num_threads(threads)
     _WORKER["detector"] = params.detector(device)
 
@@ -294,30 +351,62 @@ def _work(item: VideoItem, out_root: Path, params: ExtractionParams) -> dict:
     return safe_extract(item, out_root, params, _WORKER["detector"])
 
 
-def iter_extract(items: list[VideoItem], out_root: Path, params: ExtractionParams, device: str = "cpu",
-                 workers: int = 1):
-    """Yield one record per item (completion order); ``workers > 1`` runs videos in parallel processes."""
+def extract_all(items: list[VideoItem], out_root: Path, params: ExtractionParams, report: Callable[[dict], None],
+                device: str = "cpu", workers: int = 1) -> None:
+    """``report`` one record per item (completion order); ``workers > 1`` runs videos in parallel processes.
+
+    On Ctrl-C (``KeyboardInterrupt``, re-raised) the worker pool drops the queued videos and lets the
+    running ones finish (reported too): nothing is left half-written.
+    """
     pending = [it for it in items if not it.problem]
     for item in items:
         if item.problem:
-            yield _record(item, *item.problem)
+            report(_record(item, *item.problem))
     if workers <= 1:
         detector = params.detector(device) if pending else None
         for item in pending:
-            yield safe_extract(item, out_root, params, detector)
+            report(safe_extract(item, out_root, params, detector))
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(params, device, threads)) as pool:
         futures = [pool.submit(_work, item, out_root, params) for item in pending]
-        for future in as_completed(futures):
-            yield future.result()
+        reported = set()
+        try:
+            for future in as_completed(futures):
+                reported.add(future)
+                report(future.result())
+        except KeyboardInterrupt:
+            pool.shutdown(cancel_futures=True)
+            for future in futures:
+                if future not in reported and not future.cancelled() and future.exception() is None:
+                    report(future.result())
+            raise
+
+
+def _ignore_vanished(error: OSError) -> None:
+    """``os.walk`` error handler: a folder renamed or deleted meanwhile (another shard publishing) is skipped."""
+    if not isinstance(error, (FileNotFoundError, NotADirectoryError)):
+        raise error
+
+
+def _manifest_paths(out_root: Path) -> list[Path]:
+    """Every ``manifest.json`` under ``out_root`` outside the hidden temp folders, sorted."""
+    found = []
+    for folder, dirs, files in os.walk(out_root, onerror=_ignore_vanished):
+        dirs[:] = [d for d in dirs if not is_temp_name(d)]
+        if "manifest.json" in files:
+            found.append(Path(folder) / "manifest.json")
+    return sorted(found)
 
 
 def write_index(out_root: Path) -> int:
-    """Rebuild ``out_root/index.jsonl`` (one line per finished video, from its manifest); returns lines."""
+    """Rebuild ``out_root/index.jsonl`` (one line per finished video, from its manifest); returns lines.
+
+    Tolerates folders and manifests that vanish while it reads (a concurrent shard replacing a video).
+    """
     lines = []
-    for path in sorted(out_root.rglob("manifest.json")):
+    for path in _manifest_paths(out_root):
         m = load_manifest(path)
         if m is None or m.get("tool") != "deepfake_ssat.faces":
             continue
@@ -336,33 +425,50 @@ def summary_name(shard_index: int, num_shards: int) -> str:
     return "summary.json" if num_shards == 1 else f"summary.shard-{shard_index}-of-{num_shards}.json"
 
 
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_batch`; ``records``: the videos finished (or skipped) before it."""
+
+    def __init__(self, records: list[dict]) -> None:
+        super().__init__(f"interrupted after {len(records)} videos")
+        self.records = records
+
+
 def run_batch(items: list[VideoItem], out_root: Path, params: ExtractionParams, device: str = "cpu",
               workers: int = 1, shard_index: int = 0, num_shards: int = 1, progress: bool = True) -> dict:
     """Extract ``items`` into ``out_root``, write the summary and rebuild ``index.jsonl``; returns the summary.
 
-    Per-video failures are recorded (status + one-line reason) and the batch goes on.
+    Per-video failures are recorded (status + one-line reason) and the batch goes on. Ctrl-C raises
+    :class:`BatchInterrupted` (no summary written); finished videos stay complete, none is half-written.
     """
     from tqdm import tqdm
 
     out_root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    records, faces = [], 0
-    with tqdm(total=len(items), unit="video", desc="faces", disable=not progress, dynamic_ncols=True) as bar:
-        for record in iter_extract(items, out_root, params, device, workers):
-            records.append(record)
-            faces += record["num_crops"]
-            bar.update()
-            bar.set_postfix(faces=faces, failed=sum(r["status"] not in ("ok", "no_face") for r in records))
-    counts: dict[str, int] = {}
-    for record in records:
-        counts[record["status"]] = counts.get(record["status"], 0) + 1
-    summary = {
-        "version": __version__, "out": str(out_root), "shard": {"index": shard_index, "count": num_shards},
-        "params": params.to_dict(), "num_videos": len(records), "counts": counts,
-        "skipped": sum(r["skipped"] for r in records), "num_crops": faces,
-        "seconds": round(time.perf_counter() - start, 3),
-        "videos": sorted(records, key=lambda r: r["key"]),
-    }
-    atomic_write_json(out_root / summary_name(shard_index, num_shards), summary)
-    summary["index_lines"] = write_index(out_root)
+    records: list[dict] = []
+    try:
+        with tqdm(total=len(items), unit="video", desc="faces", disable=not progress, dynamic_ncols=True) as bar:
+            tally = {"faces": 0, "failed": 0}
+
+            def report(record: dict) -> None:
+                records.append(record)
+                tally["faces"] += record["num_crops"]
+                tally["failed"] += record["status"] not in ("ok", "no_face")
+                bar.update()
+                bar.set_postfix(tally)
+
+            extract_all(items, out_root, params, report, device, workers)
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[record["status"]] = counts.get(record["status"], 0) + 1
+        summary = {
+            "version": __version__, "out": str(out_root), "shard": {"index": shard_index, "count": num_shards},
+            "params": params.to_dict(), "num_videos": len(records), "counts": counts,
+            "skipped": sum(r["skipped"] for r in records), "num_crops": tally["faces"],
+            "seconds": round(time.perf_counter() - start, 3),
+            "videos": sorted(records, key=lambda r: r["key"]),
+        }
+        atomic_write_json(out_root / summary_name(shard_index, num_shards), summary)
+        summary["index_lines"] = write_index(out_root)
+    except KeyboardInterrupt:
+        raise BatchInterrupted(records) from None
     return summary
