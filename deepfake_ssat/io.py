@@ -84,6 +84,21 @@ def is_inside(path: Path, root: Path) -> bool:
     return path != root and root in path.parents
 
 
+def find_files(root: Path, name: str) -> list[Path]:
+    """Every file called ``name`` below ``root``, sorted, skipping hidden folders (``.<name>.tmp-*``:
+    work in progress) and folders that vanish while the walk runs (another process publishing)."""
+    def vanished(error: OSError) -> None:
+        if not isinstance(error, (FileNotFoundError, NotADirectoryError)):
+            raise error
+
+    found = []
+    for folder, dirs, files in os.walk(root, onerror=vanished):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if name in files:
+            found.append(Path(folder) / name)
+    return sorted(found)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

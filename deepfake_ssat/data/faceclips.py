@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import ConfigError
+from ..io import find_files
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -83,7 +84,7 @@ def _read_rows(root: Path) -> list[dict]:
                     raise DatasetError(f"{index}: line {n} is not an index row; delete the file "
                                        f"(it is rebuilt from the manifests)") from None
     rows = []
-    for manifest in sorted(root.rglob("manifest.json")):
+    for manifest in find_files(root, "manifest.json"):
         rel = manifest.parent.relative_to(root).as_posix()
         row = indexed.get(rel)
         if row is None or "params" not in row:  # not indexed, or an index from an older version

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..io import atomic_write_json, atomic_write_text, is_inside, make_temp_dir, sha256_file
+from ..io import atomic_write_json, atomic_write_text, find_files, is_inside, make_temp_dir, sha256_file
 from .datasets import VideoItem
 from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from .sampling import SamplingPolicy
@@ -218,11 +218,6 @@ def _temp_prefix(final: Path) -> str:
     return f".{final.name}.tmp-"
 
 
-def is_temp_name(name: str) -> bool:
-    """Whether ``name`` is one of the hidden temp folders (``.<name>.tmp-XXXXXXXX``) extraction uses."""
-    return name.startswith(".") and ".tmp-" in name
-
-
 def _make_temp(final: Path, out_root: Path) -> Path:
     """A fresh hidden temp folder next to ``final`` (umask permissions)."""
     prefix = _temp_prefix(final)
@@ -384,29 +379,13 @@ def extract_all(items: list[VideoItem], out_root: Path, params: ExtractionParams
             raise
 
 
-def _ignore_vanished(error: OSError) -> None:
-    """``os.walk`` error handler: a folder renamed or deleted meanwhile (another shard publishing) is skipped."""
-    if not isinstance(error, (FileNotFoundError, NotADirectoryError)):
-        raise error
-
-
-def _manifest_paths(out_root: Path) -> list[Path]:
-    """Every ``manifest.json`` under ``out_root`` outside the hidden temp folders, sorted."""
-    found = []
-    for folder, dirs, files in os.walk(out_root, onerror=_ignore_vanished):
-        dirs[:] = [d for d in dirs if not is_temp_name(d)]
-        if "manifest.json" in files:
-            found.append(Path(folder) / "manifest.json")
-    return sorted(found)
-
-
 def write_index(out_root: Path) -> int:
     """Rebuild ``out_root/index.jsonl`` (one line per finished video, from its manifest); returns lines.
 
     Tolerates folders and manifests that vanish while it reads (a concurrent shard replacing a video).
     """
     lines = []
-    for path in _manifest_paths(out_root):
+    for path in find_files(out_root, "manifest.json"):
         m = load_manifest(path)
         if m is None or m.get("tool") != "deepfake_ssat.faces":
             continue
