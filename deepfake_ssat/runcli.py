@@ -9,7 +9,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def first_line(error: BaseException | str, limit: int = 500) -> str:
+def _one_line(error: BaseException | str, limit: int = 500) -> str:
     """The message's last non-empty line (an error from a DataLoader worker arrives under the worker's
     traceback), cut to ``limit`` characters; the exception's type name when it has no message."""
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
@@ -19,7 +19,7 @@ def first_line(error: BaseException | str, limit: int = 500) -> str:
 
 def fail(error: BaseException | str, code: int = EXIT_USAGE) -> int:
     """Print ``error: <one line>`` on stderr; returns ``code`` for ``sys.exit``."""
-    print(f"error: {first_line(error)}", file=sys.stderr, flush=True)
+    print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
     return code
 
 
