@@ -22,7 +22,6 @@ import argparse
 import os
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -32,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from .config import Config
+from .engine.runtime import amp_dtype, autocast, resolve_device
 from .data.faceclips import IMAGENET_MEAN, IMAGENET_STD, centre_box, clip_positions, resized_crop
 from .eval.metrics import STRATEGIES, aggregate
 from .faces.datasets import folder_items
@@ -57,19 +57,6 @@ def _nonfinite_reason(n_nan: int, n_inf: int, total: int) -> str:
     kinds = " and ".join(k for k, n in (("NaN", n_nan), ("inf", n_inf)) if n)
     return (f"model output is not finite ({kinds}) for {n_nan + n_inf} of {total} clips; "
             f"the checkpoint's weights may be corrupted")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; ValueError when unusable."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available; use --device cpu")
-    return device
 
 
 def model_geometry(encoder: nn.Module, cfg: Config) -> tuple[int, int]:
@@ -126,7 +113,7 @@ class Detector:
             raise ValueError(f"batch_size must be >= 1 and threshold in [0, 1], got {batch_size}, {threshold}")
         self.batch_size, self.strategy, self.threshold = batch_size, strategy, threshold
         self.faces: FaceDetector = self.params.detector(str(self.device))
-        self.amp_dtype = torch.bfloat16 if self.device.type == "cuda" else None  # autocast on CUDA only
+        self.amp_dtype = amp_dtype("bf16", self.device)  # autocast on CUDA only
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", *, clips: int = 4, stride: int = 2,
@@ -207,9 +194,8 @@ class Detector:
 
         Raises :class:`NonFiniteOutput` (one line) when any clip's logits are NaN / inf.
         """
-        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         probs, n_nan, n_inf = [], 0, 0
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
             for batch in clips.split(self.batch_size):
                 logits = self.encoder(batch.to(self.device, non_blocking=True)).float()
                 finite = torch.isfinite(logits).all(dim=1)
@@ -438,4 +424,4 @@ def _write_predictions(records: list[dict], out: Path | None) -> int:
 
 
 __all__ = ["Detector", "NonFiniteOutput", "clip_tensor", "expand_inputs", "model_geometry", "predict_main",
-           "resolve_device", "write_strip"]
+           "write_strip"]

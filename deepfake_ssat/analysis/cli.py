@@ -22,7 +22,7 @@ from ..engine import build_model, load_checkpoint
 from ..engine.checkpoint import CLASSIFIER_WEIGHTS
 from ..io import atomic_write_json
 from ..runcli import fail
-from ..engine.trainer import resolve_device
+from ..engine.runtime import resolve_device
 from ..models import SSAT
 from . import plots
 from .gradcam import grad_cam, upsample_map

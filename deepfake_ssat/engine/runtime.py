@@ -1,8 +1,48 @@
-"""Process-level runtime settings for CPU training (applied by the CLIs, not by library calls)."""
+"""Where and how tensors run: device choice, autocast, and process-level CPU settings.
+
+Training, evaluation, analysis and inference all pick their device with :func:`resolve_device` and
+their mixed precision with :func:`autocast` (bf16 / fp16 on CUDA only: bf16 is very slow on CPUs).
+"""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, ContextManager
+
+import torch
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+def resolve_device(name: str, what: str = "--device") -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; ValueError (one line naming
+    ``what``, the flag or config key) when the name is malformed or CUDA / that GPU is unavailable."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{what}: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{what}: {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what}: {name} requested but CUDA is not available; use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{what}: {name} requested but only {torch.cuda.device_count()} GPU(s) are visible")
+    return device
+
+
+def amp_dtype(amp: str, device: torch.device, what: str = "train.amp") -> torch.dtype | None:
+    """The autocast dtype for ``amp`` (bf16 | fp16 | none) on ``device``: None (fp32) off CUDA."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"{what}: must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
+    return AMP_DTYPES[amp] if device.type == "cuda" else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``, or a no-op context for None."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def tune_malloc(mmap_threshold: int = 32 * 2 ** 20) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from ..models.aux_tasks import SSATMultiView
 from .build import build_model
 from ..io import atomic_write, atomic_write_json, atomic_write_text, git_revision
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .runtime import amp_dtype as choose_amp, autocast, resolve_device
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, setup_distributed, teardown_distributed
 
 VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs
@@ -66,23 +67,6 @@ def carry_best(resume_path: str | Path, out_dir: str | Path) -> None:
     source, target = Path(resume_path).parent / "best.pt", Path(out_dir) / "best.pt"
     if source.is_file() and not target.exists() and source.resolve() != target.resolve():
         atomic_write(target, lambda f: f.write(source.read_bytes()))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name} requested but CUDA is not available; use train.device=cpu")
-    return device
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16/fp16 autocast on CUDA only (bf16 is very slow on CPUs); None = full fp32."""
-    choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
-    if amp not in choices:
-        raise ConfigError(f"train.amp: must be one of {', '.join(choices)}, got {amp!r}")
-    return choices[amp] if device.type == "cuda" else None
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -117,7 +101,7 @@ def evaluate(model: SSAT, dataset: Dataset, batch_size: int, device: torch.devic
         torch.manual_seed(derive_seed(VAL_MASK_SEED, dist.rank) if dist.enabled else VAL_MASK_SEED)
         for batch in loader:
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-            with _autocast(device, amp_dtype):
+            with autocast(device, amp_dtype):
                 if isinstance(model, SSATMultiView):  # classification only: the auxiliary task needs 2 views
                     logits = model.predict(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=model.label_smoothing)
@@ -143,10 +127,6 @@ def evaluate(model: SSAT, dataset: Dataset, batch_size: int, device: torch.devic
         "rec": sums["rec"] / count if getattr(model, "decoder", None) is not None else None,
         "acc1": 100.0 * correct / count if model.lam > 0 else None,
     }
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 @dataclass
@@ -204,7 +184,7 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
     if resume is not None and not isinstance(resume, dict):
         carry_best(resume, out_dir)
     t = cfg.train
-    dist, device = setup_distributed(resolve_device(t.device))
+    dist, device = setup_distributed(resolve_device(t.device, "train.device"))
     try:
         return _fit(cfg, out_dir, resume, max_steps, dist, device)
     finally:
@@ -214,7 +194,7 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
 def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistInfo, device: torch.device) -> dict:
     t = cfg.train
     main = dist.is_main
-    amp_dtype = autocast_dtype(t.amp, device)
+    amp_dtype = choose_amp(t.amp, device)
     if t.accum_steps < 1 or cfg.data.batch_size < 1 or t.epochs < 1:
         raise ConfigError("train.accum_steps, data.batch_size and train.epochs must be >= 1")
     if not (math.isfinite(t.blr) and t.blr > 0):
@@ -347,14 +327,14 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
                 if multiview:  # ([view1, view2], labels): SimCLR / DINO
                     views = [v.to(device, non_blocking=True) for v in batch[0]]
                     y = batch[1].to(device, non_blocking=True)
-                    with _no_sync(net, syncing), _autocast(device, amp_dtype):
+                    with _no_sync(net, syncing), autocast(device, amp_dtype):
                         loss, parts = net(views, y)
                     parts = {"cls": parts["cls"], "rec": parts["aux"]}  # logged as rec: the auxiliary loss
                 else:
                     x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
                     if mixup is not None:
                         x, y = mixup(x, y)  # y: soft targets [B, num_classes]
-                    with _no_sync(net, syncing), _autocast(device, amp_dtype):
+                    with _no_sync(net, syncing), autocast(device, amp_dtype):
                         out = net(x)
                         loss, parts = model.loss(out, x, y)
                 loss_value = loss.item()

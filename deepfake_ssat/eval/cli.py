@@ -52,7 +52,8 @@ def eval_ff_main(argv: list[str] | None = None) -> int:
     from ..config import ConfigError
     from ..engine.pretrained import PretrainedError
     from ..engine.runtime import tune_malloc
-    from ..engine.trainer import TrainingDiverged, resolve_device
+    from ..engine.runtime import resolve_device
+    from ..engine.trainer import TrainingDiverged
     from ..runcli import fail, interrupted, tool_command
     from .ffpp import cross_manipulation, write_table, zero_shot
 

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from ..config import Config, ConfigError, load_config
 from ..data.faceclips import FFPP_METHODS, FaceClipDataset, build_face_clips
 from ..engine.checkpoint import load_inference_model
+from ..engine.runtime import amp_dtype, autocast
 from .metrics import StreamingMetrics
 from .report import METHODS, results_table, roc_png, write_predictions_csv, write_results
 
@@ -40,12 +41,10 @@ def score_dataset(encoder: torch.nn.Module, dataset: FaceClipDataset, device: to
     """
     metrics = metrics if metrics is not None else StreamingMetrics()
     encoder.eval().to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
     for x, y, keys in loader:
-        with autocast:
+        with autocast(device, amp_dtype("bf16", device)):
             logits = encoder(x.to(device, non_blocking=True)).float()
         finite = torch.isfinite(logits).all(dim=1)
         if not bool(finite.all()):
