@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import Callable, NoReturn
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -33,3 +34,15 @@ def interrupted(kept: str, command: list[str] | None = None) -> int:
 def tool_command(tool: str, argv: list[str] | None) -> list[str]:
     """``python tools/<tool> ARGS``: the command a user reruns (``argv`` None = this process's arguments)."""
     return ["python", f"tools/{tool}", *(sys.argv[1:] if argv is None else argv)]
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> NoReturn:
+    """Run a command's ``main`` and exit with its code; a Ctrl-C or bad input that ``main`` did not
+    handle itself still ends in one line (130 / 2), never a traceback."""
+    try:
+        code = main(argv)
+    except KeyboardInterrupt:
+        code = interrupted("stopped before anything was kept")
+    except (ValueError, OSError) as e:  # ConfigError and the package's one-line errors are ValueErrors
+        code = fail(e)
+    sys.exit(code)
