@@ -6,7 +6,7 @@ config, the preprocessing and the weights' sha256: the way to publish a trained 
 
 The exported graph maps normalised face clips ``clips [B, 3, T, S, S]`` float32 (batch axis dynamic)
 to ``logits [B, 2]``; ``softmax(logits)[:, 1]`` is the fake probability. Clips are built as
-:func:`deepfake_ssat.inference.clip_tensor` builds them (ImageNet mean/std, RGB). Every export is
+:func:`deepfake_ssat.data.transforms.clip_tensor` builds them (ImageNet mean/std, RGB). Every export is
 reloaded and checked against the PyTorch model on a clip batch of another size than the traced one.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _export_pt2(encoder: nn.Module, example: torch.Tensor, path: Path):
 
 def detector_preprocessing(img_size: int, num_frames: int, crop_scale: float) -> dict:
     """What a user must do to a video before the model sees it (written beside a safetensors export)."""
-    from .data.faceclips import IMAGENET_MEAN, IMAGENET_STD
+    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     return {"input": "clips [B, 3, T, S, S] float32 RGB: uint8 / 255, then (x - mean) / std per channel",
             "img_size": img_size, "num_frames": num_frames, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
@@ -67,10 +67,10 @@ def detector_preprocessing(img_size: int, num_frames: int, crop_scale: float) ->
 
 
 def _export_safetensors(encoder: nn.Module, cfg, path: Path, crop_scale: float):
-    """``<stem>.safetensors`` + ``<stem>.json`` (:func:`~deepfake_ssat.engine.checkpoint.save_detector`),
+    """``<stem>.safetensors`` + ``<stem>.json`` (:func:`~deepfake_ssat.engine.weights.save_detector`),
     reloaded through the same loader that predict uses."""
     from .config import config_to_dict
-    from .engine.checkpoint import load_inference_model, save_detector
+    from .engine.weights import load_inference_model, save_detector
     from .inference import model_geometry
 
     tree = config_to_dict(cfg)  # only what rebuilds the model: no data paths of the training machine
@@ -90,8 +90,8 @@ def export_model(checkpoint: str | Path, out_path: str | Path, format: str = "on
     ``max_abs_diff`` on the check clip; raises :class:`ExportMismatch` when that is ``>= atol``.
     ``crop_scale``: the face crop the training data used, recorded beside a safetensors export.
     """
-    from .data.faceclips import IMAGENET_MEAN, IMAGENET_STD
-    from .engine.checkpoint import load_inference_model
+    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from .engine.weights import load_inference_model
     from .inference import model_geometry
 
     if format not in FORMATS:

@@ -45,7 +45,7 @@ def test_attention_columns_sum_to_token_count_and_hooks_leave_model_untouched(ki
     enc, x = _models()[kind]
     reference = enc(x)
     cap = capture(enc, x, [0, 1])
-    n = enc.num_prefix_tokens + len(patchify(x, 8, getattr(enc, "tubelet_size", None))[0])
+    n = enc.num_prefix_tokens + len(patchify(x, 8, enc.tubelet_size)[0])
     assert torch.equal(cap.logits, reference), "probing changed the model's output"
     assert _no_hooks_left(enc) and all(b.attn.fused_attn for b in enc.blocks), "analysis touched the model"
     assert len(cap.tokens) == 2 and cap.tokens[0].shape == (2, n, 64)

@@ -64,7 +64,7 @@ def test_one_training_step_puts_gradients_where_they_belong(make_aux):
     assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     optimizer.step()
-    model.update_teacher()
+    model.after_update(0.0)
     assert model.predict(views[0]).shape == (6, 10)
 
 
@@ -94,12 +94,18 @@ def test_dino_ema_update_is_exact():
     before = {n: p.clone() for n, p in aux.named_parameters() if n.startswith("teacher")}
     student = {f"teacher_encoder.{n}": p.clone() for n, p in model.encoder.named_parameters()}
     student |= {f"teacher_head.{n}": p.clone() for n, p in aux.head.named_parameters()}
-    model.update_teacher(momentum=m)
+    aux.update_teacher(model.encoder, momentum=m)
     for n, p in aux.named_parameters():
         if n.startswith("teacher"):
             torch.testing.assert_close(p, m * before[n] + (1 - m) * student[n], rtol=1e-6, atol=1e-7)
-    aux.update_teacher(model.encoder)  # default momentum: ema
-    assert aux.ema == 0.996
+    # the trainer's hook: momentum ema at the start, 1 (teacher frozen) at the end of training
+    now = {n: p.clone() for n, p in aux.named_parameters() if n.startswith("teacher")}
+    model.after_update(1.0)
+    assert all(torch.equal(p, now[n]) for n, p in aux.named_parameters() if n.startswith("teacher"))
+    model.after_update(0.0)
+    for n, p in aux.named_parameters():
+        if n.startswith("teacher"):
+            torch.testing.assert_close(p, aux.ema * now[n] + (1 - aux.ema) * student[n], rtol=1e-6, atol=1e-6)
 
 
 def test_dino_center_is_an_ema_of_teacher_outputs():
@@ -138,7 +144,7 @@ def test_dino_loss_is_finite_and_decreases_over_a_few_steps():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        model.update_teacher()
+        model.after_update(0.0)
         losses.append(parts["aux"].item())
     assert all(math.isfinite(v) for v in losses)
     assert min(losses[-3:]) < losses[0]

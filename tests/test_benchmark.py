@@ -12,7 +12,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deepfake_ssat.benchmark import (  # noqa: E402
+from deepfake_ssat.bench.model import (  # noqa: E402
     CpuMonitor, benchmark_model, build_variants, count_step_flops, format_summary, make_batch, make_optimizer,
     run_model_benchmark, time_interleaved)
 

@@ -13,12 +13,14 @@ from deepfake_ssat.cli import train_main
 from deepfake_ssat.config import config_to_dict, load_config
 from deepfake_ssat.engine import fit, load_checkpoint, save_checkpoint
 from deepfake_ssat.engine.build import build_model
-from deepfake_ssat.engine.checkpoint import CheckpointError, capture_rng, read_detector, restore_rng
+from deepfake_ssat.engine.checkpoint import CheckpointError, capture_rng, restore_rng
 from deepfake_ssat.engine.pretrained import load_pretrained
+from deepfake_ssat.engine.weights import read_detector
 from deepfake_ssat.eval.cli import eval_ff_main
 from deepfake_ssat.export import export_main
-from deepfake_ssat.inference import Detector, predict_main
+from deepfake_ssat.inference import Detector
 from deepfake_ssat.analysis.cli import analyze_main
+from deepfake_ssat.commands.predict import main as predict_main
 
 TINY_VIDEO = ROOT / "configs/tiny/dfdc_videomae_scratch.yaml"
 

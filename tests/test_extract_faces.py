@@ -450,7 +450,7 @@ def test_tracks_bridge_far_apart_samples_but_not_other_people():
 
 
 def test_faces_benchmark_reports_p3_p4_keys():
-    from deepfake_ssat.faces.benchmark import run_faces_benchmark
+    from deepfake_ssat.bench.faces import run_faces_benchmark
 
     result = run_faces_benchmark(width=960, height=540, num_frames=12, frames=8, repeats=1, command="test")
     assert result["faces_ours"] == result["faces_naive"] == 8

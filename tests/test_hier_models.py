@@ -186,7 +186,8 @@ def test_geometry_errors_are_one_line():
 def test_inference_checkpoint_of_every_encoder_loads(tiny_cfg, tmp_path, name):
     """load_inference_model finds the classifier of each encoder (head / head.fc / fc) and rebuilds it."""
     from deepfake_ssat.config import config_to_dict
-    from deepfake_ssat.engine.checkpoint import load_inference_model, save_checkpoint
+    from deepfake_ssat.engine.checkpoint import save_checkpoint
+    from deepfake_ssat.engine.weights import load_inference_model
 
     cfg = _cfg(tiny_cfg, name, 1.0)
     model = build_model(cfg, num_classes=7).eval()

@@ -352,7 +352,7 @@ def test_digits_study_tool_writes_mean_and_std(tmp_path, capsys):
 
 
 def test_image_benchmark_models(tmp_path):
-    from deepfake_ssat.benchmark import benchmark_model, build_variants, make_batch
+    from deepfake_ssat.bench.model import benchmark_model, build_variants, make_batch
     scratch, ssat = build_variants("vit_test@p4", [0.75], frames=16, img_size=32)
     assert scratch.encoder.patch_size == 4 and scratch.encoder.grid_size == (8, 8)
     x, y = make_batch(scratch, 2)

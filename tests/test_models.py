@@ -28,7 +28,7 @@ def test_every_registered_model_is_covered():
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_shapes_dtypes_and_contract(name):
     model = create_model(name, num_classes=3, **SMALL[name]).eval()
-    video = hasattr(model, "tubelet_size")
+    video = model.num_frames is not None
     shape = (2, model.in_chans, model.num_frames, model.img_size, model.img_size) if video else \
         (2, model.in_chans, model.img_size, model.img_size)
     x = torch.randn(shape)

@@ -21,7 +21,8 @@ from deepfake_ssat.faces.detect import box_iou
 from deepfake_ssat.faces.extract import extract_video
 from deepfake_ssat.faces.synthetic import MANIPULATIONS, FacePath, write_face_video
 from deepfake_ssat.engine.runtime import resolve_device
-from deepfake_ssat.inference import Detector, predict_main
+from deepfake_ssat.commands.predict import main as predict_main
+from deepfake_ssat.inference import Detector
 
 MOVING = FacePath(10, 5, 0.5, 80, 40, 0.6)  # 320x240, 40 frames
 IMG, T, CROP = 32, 8, 48  # tiny model: 8 frames of 32 px; crops first resized to 48 px as an extraction would

@@ -11,8 +11,8 @@ from deepfake_ssat.config import config_to_dict, load_config
 from deepfake_ssat.engine.build import build_model
 from deepfake_ssat.engine.checkpoint import save_checkpoint
 from deepfake_ssat.faces.synthetic import write_face_video
-from deepfake_ssat import inference
-from deepfake_ssat.inference import Detector, predict_main
+from deepfake_ssat.commands.predict import main as predict_main
+from deepfake_ssat.inference import Detector, NonFiniteOutput
 
 
 def strict_json(text: str):
@@ -73,7 +73,7 @@ def test_score_clips_counts_nan_and_inf_clips(ckpts, monkeypatch):
 
     monkeypatch.setattr(detector, "encoder", broken)
     words = r"^model output is not finite \(NaN and inf\) for 2 of 4 clips; the checkpoint's weights may be"
-    with pytest.raises(inference.NonFiniteOutput, match=words):
+    with pytest.raises(NonFiniteOutput, match=words):
         detector.score_clips(torch.zeros(4, 3, 8, 32, 32))
 
 

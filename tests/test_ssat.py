@@ -14,7 +14,7 @@ def _video_cfg(tiny_cfg, *opts):
 
 def _batch(model, n=2):
     enc = model.encoder
-    if hasattr(enc, "tubelet_size"):
+    if enc.num_frames is not None:
         x = torch.randn(n, enc.in_chans, enc.num_frames, enc.img_size, enc.img_size)
     else:
         x = torch.randn(n, enc.in_chans, enc.img_size, enc.img_size)

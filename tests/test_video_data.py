@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from deepfake_ssat.config import ConfigError, load_config
-from deepfake_ssat.data import EpochSampler, SeededItems, build_datasets
-from deepfake_ssat.data.faceclips import (DatasetError, FaceClipDataset, build_face_clips, clip_positions,
-                                          scan_extraction, split_celebdf)
+from deepfake_ssat.data import EpochSampler, SeededItems, build_datasets, build_face_clips
+from deepfake_ssat.data.faceclips import DatasetError, FaceClipDataset, scan_extraction
 from deepfake_ssat.data.sampling import class_balance_weights
+from deepfake_ssat.data.splits import split_celebdf
+from deepfake_ssat.data.transforms import clip_positions
 
 ROOT = Path(__file__).resolve().parents[1]
 

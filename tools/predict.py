@@ -1,11 +1,7 @@
 #!/usr/bin/env python
 """Fake probability per video: ``python tools/predict.py VIDEO_OR_DIR [...] --checkpoint CKPT [--out FILE]``."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from deepfake_ssat.inference import predict_main  # noqa: E402
+from deepfake_ssat.commands.predict import main
+from deepfake_ssat.runcli import run_cli
 
 if __name__ == "__main__":
-    sys.exit(predict_main())
+    run_cli(main)

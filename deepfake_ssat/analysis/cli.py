@@ -19,7 +19,7 @@ import torch
 from ..config import Config, ConfigError, config_from_dict, load_config
 from ..data import build_datasets
 from ..engine import build_model, load_checkpoint
-from ..engine.checkpoint import CLASSIFIER_WEIGHTS
+from ..engine.weights import CLASSIFIER_WEIGHTS
 from ..io import atomic_write_json
 from ..runcli import fail
 from ..engine.runtime import resolve_device
@@ -89,7 +89,7 @@ def checkpoint_names(paths: list[Path]) -> list[str]:
 def fixed_samples(cfg: Config, encoder: torch.nn.Module, split: str, n: int, seed: int) -> Samples:
     """``n`` items of ``split`` (no augmentation) chosen by ``seed``, in index order."""
     data = dataclasses.replace(cfg.data, augment=False)
-    datasets = build_datasets(data, encoder.img_size, encoder.in_chans, getattr(encoder, "num_frames", None))
+    datasets = build_datasets(data, encoder.img_size, encoder.in_chans, encoder.num_frames)
     if split not in datasets:
         raise ValueError(f"--split {split}: dataset {data.name} has splits {', '.join(datasets)}")
     ds = datasets[split]

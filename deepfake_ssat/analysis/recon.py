@@ -61,11 +61,9 @@ def reconstruct(model: SSAT, x: torch.Tensor, seed: int = 0) -> Reconstruction:
     target = model.patchify(x)  # [B, L, patch_dim]
     _, parts = ssat_loss(SSATOutput(None, out.pred, out.mask), target, None, 0.0, model.norm_pix_loss)
     var, mean = torch.var_mean(target, dim=-1, keepdim=True)  # [B, L, 1] each (as the loss)
-    tubelet = getattr(enc, "tubelet_size", 1)
 
     def pixels(patches: torch.Tensor) -> torch.Tensor:  # cut like SSAT.patchify and the mask
-        return unpatchify(patches, getattr(enc, "mask_patch_size", enc.patch_size),
-                          getattr(enc, "mask_grid_size", enc.grid_size), enc.in_chans, tubelet)
+        return unpatchify(patches, enc.mask_patch_size, enc.mask_grid_size, enc.in_chans, enc.tubelet_size)
 
     removed = out.mask[..., None].expand_as(target).bool()  # [B, L, patch_dim]
     stats = pixels(out.pred * torch.sqrt(var + 1.0e-6) + mean) if model.norm_pix_loss else None

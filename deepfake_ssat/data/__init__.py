@@ -12,11 +12,12 @@ from torch.utils.data import Dataset
 from ..config import ConfigError, DataConfig
 from .digits import NUM_CLASSES as DIGITS_CLASSES
 from .digits import TensorImages, build_digits
-from .faceclips import DatasetError, FaceClipDataset, build_face_clips, manifest_sha256
+from .faceclips import DatasetError, FaceClipDataset, manifest_sha256, scan_extraction
 from .images import (IMAGE_FOLDERS, TORCHVISION, ImageSubset, MultiView, PerspectivePerturbed, build_image_dataset,
                      image_num_classes, stratified_sample, subset_count, two_views)
 from .images import NUM_CLASSES as TORCHVISION_CLASSES
 from .sampling import EpochSampler, SeededItems, derive_seed
+from .splits import SPLITS, split_celebdf, split_dfdc, split_ffpp
 
 FACE_CLIP_DATASETS = ("dfdc", "ffpp", "celebdf")
 IMAGE_DATASETS = (*TORCHVISION, *IMAGE_FOLDERS)
@@ -81,6 +82,48 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: in
         test_list=Path(cfg.test_list) if cfg.test_list else None)
 
 
+def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, frame_step: int = 1,
+                     augment: bool = True, eval_clips: int = 4, val_fraction: float = 0.1,
+                     test_fraction: float = 0.2, split_seed: int = 0, val_parts: list[str] | None = None,
+                     test_parts: list[str] | None = None, compression: str = "c23",
+                     methods: list[str] | None = None, exclude_methods: list[str] | None = None,
+                     splits_dir: Path | None = None, test_list: Path | None = None,
+                     only: tuple[str, ...] = SPLITS) -> dict[str, FaceClipDataset]:
+    """Train / val / test face-clip datasets of ``name`` (dfdc | ffpp | celebdf) from an extraction root:
+    scanned (:mod:`.faceclips`), split by the dataset's protocol (:mod:`.splits`), ``only`` the splits
+    named (e.g. ``("test",)`` for evaluation)."""
+    if frame_step < 1 or eval_clips < 1:
+        raise DatasetError(f"data.frame_step and data.eval_clips must be >= 1, got {frame_step}, {eval_clips}")
+    videos, counts = scan_extraction(root, num_frames, frame_step, img_size)
+    if name == "dfdc":
+        splits = split_dfdc(videos, val_parts, test_parts, val_fraction, test_fraction, split_seed)
+    elif name == "ffpp":
+        if splits_dir is None:
+            splits_dir = next((d for d in (root / "splits", root) if (d / "train.json").is_file()), root / "splits")
+        splits = split_ffpp(videos, Path(splits_dir), compression, methods, exclude_methods or [])
+    elif name == "celebdf":
+        if test_list is None:
+            raise DatasetError("data.test_list: Celeb-DF needs the official List_of_testing_videos.txt; set "
+                               "data.test_list")
+        splits = split_celebdf(videos, Path(test_list), val_fraction, split_seed)
+    else:
+        raise DatasetError(f"data.name: {name!r} is not a face-clip dataset ({', '.join(FACE_CLIP_DATASETS)})")
+    splits = {split: items for split, items in splits.items() if split in only}
+    for split, items in splits.items():
+        if not items:
+            raise DatasetError(f"data: {name} split '{split}' is empty ({len(videos)} usable videos under {root}); "
+                               f"check data.root and the split settings")
+    left_out = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if status != "padded")
+    if left_out:
+        print(f"[data] {root}: videos left out: {left_out} (each manifest.json says why)", flush=True)
+    if counts["padded"]:
+        print(f"[data] {root}: {counts['padded']} videos have fewer face crops than one clip needs; their "
+              f"last crop is repeated", flush=True)
+    return {split: FaceClipDataset(items, img_size, num_frames, frame_step, train=split == "train",
+                                   augment=augment, eval_clips=eval_clips)
+            for split, items in splits.items()}
+
+
 def _subset_tensor_images(train: TensorImages, cfg: DataConfig) -> TensorImages:
     """The fixed-seed class-stratified training subset of ``data.subset_fraction`` / ``subset_size``."""
     count = subset_count(len(train), cfg.subset_fraction, cfg.subset_size)
@@ -112,4 +155,4 @@ def _finish(cfg: DataConfig, datasets: dict[str, Dataset], views: int) -> dict[s
 
 
 __all__ = ["DatasetError", "EpochSampler", "FaceClipDataset", "IMAGE_DATASETS", "SeededItems", "build_datasets",
-           "manifest_sha256", "num_classes"]
+           "build_face_clips", "manifest_sha256", "num_classes"]

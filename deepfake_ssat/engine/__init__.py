@@ -1,7 +1,8 @@
-"""Training engine: model building, optimisation, checkpoints, evaluation."""
+"""Training engine: model building, optimisation, checkpoints, inference weights, evaluation."""
 from .build import build_encoder, build_model
-from .checkpoint import load_checkpoint, load_inference_model, save_checkpoint, strip_decoder
+from .checkpoint import load_checkpoint, save_checkpoint
 from .trainer import TrainingDiverged, evaluate, fit
+from .weights import load_inference_model, strip_decoder
 
 __all__ = [
     "TrainingDiverged", "build_encoder", "build_model", "evaluate", "fit", "load_checkpoint",

@@ -36,7 +36,7 @@ def build_decoder(cfg: Config, encoder: nn.Module) -> nn.Module:
     """The decoder that fits ``encoder.masking``: SimMIM's linear head for ``"replace"`` (Swin; it has
     no width or depth, so ``cfg.decoder`` only needs to be non-null), else the MAE decoder on the
     visible tokens (ViT, VideoMAE and, as in ConvMAE, CvT)."""
-    if getattr(encoder, "masking", "drop") == "replace":
+    if encoder.masking == "replace":
         return SimMIMDecoder(
             in_dim=encoder.num_features,
             grid_size=encoder.grid_size,
@@ -45,7 +45,7 @@ def build_decoder(cfg: Config, encoder: nn.Module) -> nn.Module:
             out_chans=encoder.in_chans,
         )
     d = cfg.decoder
-    tubelet = getattr(encoder, "tubelet_size", 1)
+    tubelet = encoder.tubelet_size
     return MAEDecoder(
         in_dim=encoder.num_features,
         grid_size=encoder.grid_size,
@@ -99,7 +99,7 @@ def build_model(cfg: Config, num_classes: int) -> SSAT | SSATMultiView:
         return SSATMultiView(encoder, build_aux(cfg, encoder), lam=lam, label_smoothing=label_smoothing(cfg))
     if cfg.decoder is None and lam != 1.0:
         raise ConfigError(f"ssat.lam: {lam} needs a decoder, but decoder is null; set ssat.lam=1.0 for scratch")
-    if lam != 1.0 and getattr(encoder, "masking", "drop") is None:
+    if lam != 1.0 and encoder.masking is None:
         raise ConfigError(f"ssat.lam: {lam} needs a masked pass, which model {cfg.model.name!r} (a classification-only "
                           f"baseline) has not; set ssat.lam=1.0")
     if not 0.0 <= cfg.ssat.mask_ratio < 1.0:

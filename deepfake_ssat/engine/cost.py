@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import Config, load_config
 from ..models.aux_tasks import SSATMultiView
+from ..models.flops import flop_mapping  # the CPU attention formulas torch lacks
 
 
 @dataclass
@@ -54,7 +55,6 @@ def carbon_estimate(train_seconds: float, num_devices: int = 1,
 
 
 def _count(fn) -> int:
-    from ..benchmark import flop_mapping  # the CPU attention formulas torch lacks
     with FlopCounterMode(display=False, custom_mapping=flop_mapping()) as counter:
         fn()
     return int(counter.get_total_flops())

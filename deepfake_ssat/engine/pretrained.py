@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 
 from ..models import video_vit, vit
-from .checkpoint import (DIGEST_KEY, CheckpointError, is_detector_file, read_detector, read_weights_only,
-                         verify_digest)
+from .checkpoint import DIGEST_KEY, CheckpointError, read_weights_only, verify_digest
+from .weights import is_detector_file, read_detector
 
 OPTIONAL_PREFIXES = ("head.", "fc_norm.", "norm.")  # may stay at their fresh init (fine-tuning starts there)
 

@@ -1,15 +1,9 @@
-"""The training engine shared by image and video modes.
+"""The training loop shared by every model: ``fit(cfg, out_dir)`` = ``setup_run`` + ``train_one_epoch`` x N.
 
-``fit(cfg, out_dir)`` trains an :class:`~deepfake_ssat.models.SSAT` model, checkpointing atomically
-(``last.pt`` every ``train.save_every_steps`` updates and at each epoch end, ``best.pt`` on the
-validation split), and resumes exactly from any of its checkpoints. Under ``torchrun`` it runs
-DDP (one process per device; ``data.batch_size`` per process), reduces metrics over the ranks and
-checkpoints on rank 0.
-
-Image mode: ``ssat.aux`` simclr / dino train an :class:`SSATMultiView` on batches of two views
-per image (``rec`` in the logs is then that task's loss) and step the DINO teacher's EMA after
-every update; ``data.mixup`` / ``data.cutmix`` mix the (single-view) batches with timm's Mixup;
-``data.eval_perturbed`` adds ``test_acc1_perturbed`` to the summary.
+The loop only speaks the training-step contract (``training_step`` / ``eval_step`` / ``after_update``,
+see :mod:`deepfake_ssat.models.ssat`), so SSAT, scratch, MAE pre-training and the multi-view tasks
+share it. It checkpoints atomically (``last.pt`` every ``train.save_every_steps`` updates and at each
+epoch end, ``best.pt`` on validation), resumes exactly, and under ``torchrun`` runs DDP.
 """
 from __future__ import annotations
 
@@ -22,11 +16,11 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch.nn.parallel import DistributedDataParallel
@@ -36,15 +30,14 @@ from tqdm import tqdm
 from .. import __version__
 from ..config import Config, ConfigError, config_to_dict, dump_config
 from ..data import EpochSampler, SeededItems, build_datasets, manifest_sha256, num_classes
-from ..data.sampling import class_balance_weights, derive_seed
 from ..data.images import mixup_fn
-from ..models import SSAT
-from ..models.aux_tasks import SSATMultiView
-from .build import build_model
+from ..data.sampling import class_balance_weights, derive_seed
 from ..io import atomic_write, atomic_write_json, atomic_write_text, git_revision
+from .build import build_model
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from .runtime import amp_dtype as choose_amp, autocast, resolve_device
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, setup_distributed, teardown_distributed
+from .runtime import amp_dtype as choose_amp
+from .runtime import autocast, resolve_device
 
 VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs
 
@@ -83,11 +76,33 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_updates: int, warmup
         warmup_lr_init=min_lr, t_in_epochs=False)
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors of a (nested list / tuple) batch moved to ``device``; anything else (video keys) as is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    return batch
+
+
+class TrainStep(nn.Module):
+    """``forward(batch) = model.training_step(batch)``: DDP wraps the whole step, so it syncs gradients
+    whatever the step does inside."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.model.training_step(batch)
+
+
 @torch.no_grad()
-def evaluate(model: SSAT, dataset: Dataset, batch_size: int, device: torch.device,
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
              amp_dtype: torch.dtype | None = None, num_workers: int = 0,
              dist: DistInfo = DistInfo()) -> dict[str, float | None]:
-    """Mean joint loss, its parts and top-1 accuracy over ``dataset`` (masks drawn from a fixed seed).
+    """Mean loss, its parts (``cls`` / ``rec``; None when the model has none) and top-1 accuracy (None
+    without logits) over ``dataset`` via ``model.eval_step``; masks are drawn from a fixed seed.
 
     Under DDP each rank evaluates every ``world_size``-th item and the sums are reduced.
     """
@@ -95,37 +110,31 @@ def evaluate(model: SSAT, dataset: Dataset, batch_size: int, device: torch.devic
     if dist.enabled:
         dataset = Subset(dataset, range(dist.rank, len(dataset), dist.world_size))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    sums = {"loss": 0.0, "cls": 0.0, "rec": 0.0}
-    correct, count = 0, 0
+    sums = dict.fromkeys(("loss", "cls", "rec", "correct", "count", "has_cls", "has_rec", "has_logits"), 0.0)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(derive_seed(VAL_MASK_SEED, dist.rank) if dist.enabled else VAL_MASK_SEED)
         for batch in loader:
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            batch = to_device(batch, device)
             with autocast(device, amp_dtype):
-                if isinstance(model, SSATMultiView):  # classification only: the auxiliary task needs 2 views
-                    logits = model.predict(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=model.label_smoothing)
-                    parts = {"cls": loss}
-                else:
-                    out = model(x)
-                    loss, parts = model.loss(out, x, y)
-                    logits = out.logits
-            n = y.shape[0]
+                loss, parts, logits = model.eval_step(batch)
+            n = batch[1].shape[0]
             sums["loss"] += loss.item() * n
             for k, v in parts.items():
                 sums[k] += v.item() * n
+                sums[f"has_{k}"] = 1.0
             if logits is not None:
-                correct += (logits.argmax(dim=1) == y).sum().item()
-            count += n
-    total = all_reduce_sum([sums["loss"], sums["cls"], sums["rec"], correct, count], dist, device)
-    sums["loss"], sums["cls"], sums["rec"], correct, count = total
+                sums["correct"] += (logits.argmax(dim=1) == batch[1]).sum().item()
+                sums["has_logits"] = 1.0
+            sums["count"] += n
+    sums = dict(zip(sums, all_reduce_sum(list(sums.values()), dist, device)))
+    count = sums["count"]
     if count == 0:
         raise ValueError("evaluation split is empty")
     return {
         "loss": sums["loss"] / count,
-        "cls": sums["cls"] / count if model.lam > 0 else None,
-        "rec": sums["rec"] / count if getattr(model, "decoder", None) is not None else None,
-        "acc1": 100.0 * correct / count if model.lam > 0 else None,
+        "cls": sums["cls"] / count if sums["has_cls"] else None,
+        "rec": sums["rec"] / count if sums["has_rec"] else None,
+        "acc1": 100.0 * sums["correct"] / count if sums["has_logits"] else None,
     }
 
 
@@ -138,6 +147,59 @@ class TrainState:
     train_seconds: float = 0.0
     epoch_sums: dict = field(default_factory=lambda: {"loss": 0.0, "cls": 0.0, "rec": 0.0, "n": 0})
     history: list = field(default_factory=list)  # one row per finished epoch
+
+
+@dataclass
+class Run:
+    """One training run: what :func:`setup_run` builds and :func:`train_one_epoch` advances."""
+    cfg: Config
+    out_dir: Path
+    dist: DistInfo
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    model: nn.Module  # anything with the training-step contract (models/ssat.py)
+    net: nn.Module  # TrainStep(model), DDP-wrapped under torchrun
+    datasets: dict[str, Dataset]
+    sampler: EpochSampler
+    loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: CosineLRScheduler
+    scaler: torch.amp.GradScaler
+    state: TrainState
+    updates_per_epoch: int
+    total_updates: int
+    meta: dict
+    data_sha256: str
+    batch_transform: Callable | None = None  # Mixup / CutMix on the device batch
+    writer: Any = None  # TensorBoard SummaryWriter on rank 0
+    # the last finished update, for a Ctrl-C save and NaN stops: its RNG state, epoch sums and clock
+    mark_rng: dict = field(default_factory=dict)
+    mark_sums: dict = field(default_factory=dict)
+    clock: float = 0.0
+    consistent: bool = True  # False while an update is half applied
+    saved_step: int | None = None  # the update last.pt holds
+
+    def mark(self) -> None:
+        self.mark_rng, self.mark_sums = capture_rng(), dict(self.state.epoch_sums)
+
+    def tick(self) -> None:
+        """Add the time since the last tick to ``train_seconds``."""
+        now = time.perf_counter()
+        self.state.train_seconds += now - self.clock
+        self.clock = now
+
+    def checkpoint(self, name: str, rng: dict) -> None:
+        """Collective: every rank's RNG state is gathered; rank 0 writes ``out_dir/name``; all wait for it."""
+        rngs = gather_objects(rng, self.dist)
+        if self.dist.is_main:
+            save_checkpoint(self.out_dir / name, {
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": rngs[0], "rng_per_rank": rngs, "train_state": vars(self.state),
+                "config": config_to_dict(self.cfg), "meta": self.meta})
+        barrier(self.dist)
+        if name == "last.pt":
+            self.saved_step = self.state.step
 
 
 def _seed_everything(seed: int) -> None:
@@ -183,18 +245,31 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
     out_dir = Path(out_dir)
     if resume is not None and not isinstance(resume, dict):
         carry_best(resume, out_dir)
-    t = cfg.train
-    dist, device = setup_distributed(resolve_device(t.device, "train.device"))
+    dist, device = setup_distributed(resolve_device(cfg.train.device, "train.device"))
+    run = None
     try:
-        return _fit(cfg, out_dir, resume, max_steps, dist, device)
+        run = setup_run(cfg, out_dir, resume, dist, device)
+        while run.state.step < run.total_updates:
+            if train_one_epoch(run, run.state.step // run.updates_per_epoch, max_steps):
+                return {"stopped_at_step": run.state.step}
+        summary = finish(run)
+    except KeyboardInterrupt:
+        if run is None:
+            raise
+        if run.consistent and not dist.enabled:  # a collective save could wait for ranks already gone
+            run.state.epoch_sums = run.mark_sums
+            run.tick()
+            run.checkpoint("last.pt", run.mark_rng)
+        raise TrainingInterrupted(out_dir, run.saved_step, run.total_updates) from None
     finally:
+        if run is not None and run.writer is not None:
+            run.writer.close()
         teardown_distributed(dist)
+    return summary
 
 
-def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistInfo, device: torch.device) -> dict:
+def _check_schedule(cfg: Config) -> None:
     t = cfg.train
-    main = dist.is_main
-    amp_dtype = choose_amp(t.amp, device)
     if t.accum_steps < 1 or cfg.data.batch_size < 1 or t.epochs < 1:
         raise ConfigError("train.accum_steps, data.batch_size and train.epochs must be >= 1")
     if not (math.isfinite(t.blr) and t.blr > 0):
@@ -203,231 +278,213 @@ def _fit(cfg: Config, out_dir: Path, resume, max_steps: int | None, dist: DistIn
         raise ConfigError(f"train.clip_grad: must be a positive gradient norm or null (no clipping), got {t.clip_grad}")
     if not t.warmup_epochs >= 0:
         raise ConfigError(f"train.warmup_epochs: must be >= 0, got {t.warmup_epochs}")
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
 
+
+def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist: DistInfo,
+              device: torch.device) -> Run:
+    """Model, data, optimisation and run folder for ``cfg``; the state of ``resume`` restored if given."""
+    t = cfg.train
+    _check_schedule(cfg)
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     _seed_everything(t.seed)  # identical initial weights on every rank
-    n_classes = cfg.model.num_classes or num_classes(cfg.data.name, cfg.data.root)
-    model = build_model(cfg, n_classes).to(device)
+    model = build_model(cfg, cfg.model.num_classes or num_classes(cfg.data.name, cfg.data.root)).to(device)
     encoder = model.encoder
-    multiview = isinstance(model, SSATMultiView)
-    datasets = build_datasets(cfg.data, encoder.img_size, encoder.in_chans, getattr(encoder, "num_frames", None),
-                              views=2 if multiview else 1)
-    mixup = _build_mixup(cfg, n_classes, multiview, video=getattr(encoder, "num_frames", None) is not None)
-    train_set = datasets["train"]
+    datasets = build_datasets(cfg.data, encoder.img_size, encoder.in_chans, encoder.num_frames,
+                              views=model.num_views)
     weights = None
     if cfg.data.balanced:
-        if getattr(train_set, "labels", None) is None:
+        if getattr(datasets["train"], "labels", None) is None:
             raise ConfigError(f"data.balanced: dataset {cfg.data.name} has no per-item labels to balance")
-        weights = class_balance_weights(train_set.labels)
-    sampler = EpochSampler(len(train_set), t.seed, weights=weights, rank=dist.rank, world_size=dist.world_size)
-    micro_per_epoch = sampler.per_rank() // cfg.data.batch_size
-    updates_per_epoch = micro_per_epoch // t.accum_steps
+        weights = class_balance_weights(datasets["train"].labels)
+    sampler = EpochSampler(len(datasets["train"]), t.seed, weights=weights, rank=dist.rank,
+                           world_size=dist.world_size)
+    updates_per_epoch = sampler.per_rank() // cfg.data.batch_size // t.accum_steps
     if updates_per_epoch == 0:
         raise ConfigError(
             f"data.batch_size: {cfg.data.batch_size} x train.accum_steps {t.accum_steps} x {dist.world_size} "
-            f"processes exceeds the {len(train_set)} training items; lower them")
+            f"processes exceeds the {len(datasets['train'])} training items; lower them")
     total_updates = updates_per_epoch * t.epochs
     lr = t.blr * cfg.data.batch_size * t.accum_steps * dist.world_size / 256
     optimizer = build_optimizer(model, lr, t.weight_decay)
-    scheduler = build_scheduler(optimizer, total_updates, round(t.warmup_epochs * updates_per_epoch), t.min_lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    state = TrainState()
+    amp_dtype = choose_amp(t.amp, device, "train.amp")
     data_meta = data_manifest(datasets)
-
+    run = Run(cfg=cfg, out_dir=out_dir, dist=dist, device=device, amp_dtype=amp_dtype, model=model, net=model,
+              datasets=datasets, sampler=sampler, loader=_train_loader(cfg, datasets["train"], sampler, device),
+              optimizer=optimizer,
+              scheduler=build_scheduler(optimizer, total_updates, round(t.warmup_epochs * updates_per_epoch),
+                                        t.min_lr),
+              scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+              state=TrainState(), updates_per_epoch=updates_per_epoch, total_updates=total_updates,
+              meta={"version": __version__, "git": git_revision(), "torch": str(torch.__version__),
+                    "device": str(device), "world_size": dist.world_size, "data_manifest_sha256": data_meta["sha256"]},
+              data_sha256=data_meta["sha256"], batch_transform=_batch_transform(cfg, model))
     if resume is not None:
-        ckpt = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        # Moments come from the checkpoint, hyper-parameters (lr, weight decay) from the config, so a
-        # resume with --opts train.blr=... acts; the schedule is a pure function of the update count.
-        fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-        optimizer.load_state_dict(ckpt["optimizer"])
-        for group, settings in zip(optimizer.param_groups, fresh):
-            group.update(settings)
-        scaler.load_state_dict(ckpt["scaler"])
-        state = TrainState(**ckpt["train_state"])
-        per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
-        restore_rng(per_rank[dist.rank] if len(per_rank) == dist.world_size else per_rank[0])
+        _restore(run, resume)
     else:
-        if t.init_from:
-            from .pretrained import load_pretrained
-            report = load_pretrained(encoder, t.init_from)
-            if main:
-                print(f"[train] init_from {t.init_from} ({report['format']}): {report['loaded']} tensors; "
-                      f"fresh: {', '.join(report['missing']) or 'none'}", flush=True)
-            if multiview:
-                model.init_teacher()  # DINO: the teacher starts from the loaded encoder
-        if dist.enabled:  # masks and dropout differ across ranks (the weights are already identical)
-            _seed_everything(derive_seed(t.seed, dist.rank))
-    meta = {"version": __version__, "git": git_revision(), "torch": str(torch.__version__), "device": str(device),
-            "world_size": dist.world_size, "data_manifest_sha256": data_meta["sha256"]}
-    if main:
+        _initialise(run)
+    step = TrainStep(model)
+    run.net = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None,
+                                      find_unused_parameters=model.find_unused_parameters) if dist.enabled else step
+    if dist.is_main:
         atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
         atomic_write_json(out_dir / "data_manifest.json", data_meta)
-
-    def checkpoint(path: Path, rng: dict) -> None:
-        """Collective: every rank's RNG state is gathered; rank 0 writes; all wait for the file."""
-        rngs = gather_objects(rng, dist)
-        if main:
-            save_checkpoint(path, {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": rngs[0],
-                "rng_per_rank": rngs,
-                "train_state": vars(state),
-                "config": config_to_dict(cfg),
-                "meta": meta,
-            })
-        barrier(dist)
-
-    # find_unused_parameters: with lam = 0 the classifier head gets no gradient, nor does the mask token
-    # of Swin / CvT without a masked pass (scratch, SimCLR, DINO)
-    idle_mask_token = hasattr(encoder, "mask_token") and (multiview or model.decoder is None)
-    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                  find_unused_parameters=model.lam == 0 or idle_mask_token) if dist.enabled else model
-    writer = None
-    if main:
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out_dir / "tb"), purge_step=state.step if state.step else None)
-    # Its own generator: creating an iterator must not draw from the global RNG (exact resume).
-    loader = DataLoader(
+        run.writer = SummaryWriter(str(out_dir / "tb"), purge_step=run.state.step or None)
+        _announce(run, lr)
+    run.clock = time.perf_counter()
+    run.mark()
+    return run
+
+
+def _train_loader(cfg: Config, train_set: Dataset, sampler: EpochSampler, device: torch.device) -> DataLoader:
+    """One persistent loader per run; its own generator, so creating an iterator never draws from the
+    global RNG (exact resume)."""
+    return DataLoader(
         SeededItems(train_set), batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
         num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(t.seed))
-    if main:
-        for split, ds in datasets.items():
-            if hasattr(ds, "describe"):
-                print(f"[data] {split}: {ds.describe()}", flush=True)
-        aux = f"aux={cfg.ssat.aux}" if multiview else f"decoder={'yes' if model.decoder is not None else 'no'}"
-        print(f"[train] {out_dir}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
-              f"{aux}, lam={model.lam}, device={device}"
-              f"{f' x {dist.world_size} processes' if dist.enabled else ''}, lr={lr:.2e}, "
-              f"{updates_per_epoch} updates/epoch x {t.epochs} epochs"
-              + (f", resuming at update {state.step}" if state.step else ""), flush=True)
-
-    saved_step = state.step if resume is not None else None  # the update that last.pt holds
-    between_updates = True  # Ctrl-C here can save the state of the last finished update
-    start, rng_at_update, sums_at_update = time.perf_counter(), capture_rng(), dict(state.epoch_sums)
-    try:
-        while state.step < total_updates:
-            epoch = state.step // updates_per_epoch
-            first_micro = (state.step % updates_per_epoch) * t.accum_steps
-            sampler.set_epoch(epoch, start=first_micro * cfg.data.batch_size)
-            model.train()
-            start = time.perf_counter()
-            rng_at_update, sums_at_update = capture_rng(), dict(state.epoch_sums)
-            bar = tqdm(total=updates_per_epoch, initial=state.step % updates_per_epoch, disable=None if main else True,
-                       desc=f"epoch {epoch + 1}/{t.epochs}", leave=False)
-            for micro, batch in enumerate(loader, start=first_micro):
-                if micro >= updates_per_epoch * t.accum_steps:
-                    break
-                syncing = (micro + 1) % t.accum_steps == 0
-                if multiview:  # ([view1, view2], labels): SimCLR / DINO
-                    views = [v.to(device, non_blocking=True) for v in batch[0]]
-                    y = batch[1].to(device, non_blocking=True)
-                    with _no_sync(net, syncing), autocast(device, amp_dtype):
-                        loss, parts = net(views, y)
-                    parts = {"cls": parts["cls"], "rec": parts["aux"]}  # logged as rec: the auxiliary loss
-                else:
-                    x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-                    if mixup is not None:
-                        x, y = mixup(x, y)  # y: soft targets [B, num_classes]
-                    with _no_sync(net, syncing), autocast(device, amp_dtype):
-                        out = net(x)
-                        loss, parts = model.loss(out, x, y)
-                loss_value = loss.item()
-                if not _finite_everywhere(loss_value, dist, device):
-                    state.train_seconds += time.perf_counter() - start
-                    checkpoint(out_dir / "last.pt", rng_at_update)
-                    raise TrainingDiverged(
-                        f"loss is {loss_value} at epoch {epoch + 1}, update {state.step} "
-                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); state before this "
-                        f"update saved to {out_dir / 'last.pt'}; resume with a lower train.blr or a "
-                        f"train.clip_grad")
-                with _no_sync(net, syncing):
-                    scaler.scale(loss / t.accum_steps).backward()
-                sums = state.epoch_sums
-                sums["n"] += 1
-                sums["loss"] += loss_value
-                for k, v in parts.items():
-                    sums[k] += v.item()
-                if not syncing:
-                    continue
-                between_updates = False  # from here until state.step moves on, weights and state disagree
-                scheduler.step_update(state.step)
-                if t.clip_grad is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                if multiview:  # DINO teacher EMA, momentum ssat.dino_ema -> 1 on a cosine (SimCLR: nothing)
-                    progress = math.cos(math.pi * state.step / total_updates)
-                    model.update_teacher(1.0 - (1.0 - cfg.ssat.dino_ema) * 0.5 * (1.0 + progress))
-                state.step += 1
-                between_updates = True
-                bar.update(1)
-                current_lr = optimizer.param_groups[0]["lr"]
-                if writer is not None and state.step % t.log_every_steps == 0:
-                    bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{current_lr:.2e}")
-                    writer.add_scalar("train/loss", loss_value, state.step)
-                    writer.add_scalar("train/lr", current_lr, state.step)
-                    for k, v in parts.items():
-                        writer.add_scalar(f"train/{k}", v.item(), state.step)
-                rng_at_update, sums_at_update = capture_rng(), dict(state.epoch_sums)
-                end_of_epoch = state.step % updates_per_epoch == 0
-                stopping = max_steps is not None and state.step >= max_steps
-                if end_of_epoch:
-                    between_updates = False  # validation changes the state: saved only at the end
-                    state.train_seconds += time.perf_counter() - start
-                    _end_epoch(model, datasets, cfg, device, amp_dtype, state, epoch, current_lr, writer,
-                               out_dir, checkpoint, dist)
-                    rng_at_update, sums_at_update = capture_rng(), dict(state.epoch_sums)
-                    checkpoint(out_dir / "last.pt", rng_at_update)
-                    saved_step, between_updates = state.step, True
-                    start = time.perf_counter()
-                elif stopping or (t.save_every_steps and state.step % t.save_every_steps == 0):
-                    state.train_seconds += time.perf_counter() - start
-                    start = time.perf_counter()
-                    checkpoint(out_dir / "last.pt", rng_at_update)
-                    saved_step = state.step
-                if stopping:
-                    bar.close()
-                    return {"stopped_at_step": state.step}
-            bar.close()
-    except KeyboardInterrupt:
-        if between_updates and not dist.enabled:  # a collective save could wait for ranks already gone
-            state.epoch_sums = sums_at_update
-            state.train_seconds += time.perf_counter() - start
-            checkpoint(out_dir / "last.pt", rng_at_update)
-            saved_step = state.step
-        raise TrainingInterrupted(out_dir, saved_step, total_updates) from None
-    finally:
-        if writer is not None:
-            writer.close()
-
-    summary = _finish(model, datasets, cfg, device, amp_dtype, state, out_dir, dist)
-    summary["data_manifest_sha256"] = data_meta["sha256"]
-    if main:
-        atomic_write_json(out_dir / "summary.json", summary)
-    return summary
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.train.seed))
 
 
-def _build_mixup(cfg: Config, n_classes: int, multiview: bool, video: bool):
-    """timm Mixup / CutMix for ``data.mixup`` / ``data.cutmix`` > 0 (label smoothing moves into its targets)."""
+def _batch_transform(cfg: Config, model: nn.Module) -> Callable | None:
+    """timm Mixup / CutMix for ``data.mixup`` / ``data.cutmix`` > 0: ``(x, y, ...) -> (x', soft y, ...)``."""
     d = cfg.data
     if d.mixup <= 0 and d.cutmix <= 0:
         return None
-    if video:
+    if model.encoder.num_frames is not None:
         raise ConfigError("data.mixup: Mixup / CutMix are for image batches; set data.mixup=0 data.cutmix=0 for clips")
-    if multiview:
+    if model.num_views > 1:
         raise ConfigError(f"data.mixup: Mixup / CutMix mix single-view batches; ssat.aux={cfg.ssat.aux} trains on "
                           f"two views: set data.mixup=0 data.cutmix=0")
     if d.batch_size % 2:
         raise ConfigError(f"data.batch_size: Mixup / CutMix pair the items of a batch; {d.batch_size} is odd")
-    return mixup_fn(n_classes, mixup=d.mixup, cutmix=d.cutmix, label_smoothing=cfg.ssat.label_smoothing)
+    mix = mixup_fn(model.encoder.num_classes, mixup=d.mixup, cutmix=d.cutmix,
+                   label_smoothing=cfg.ssat.label_smoothing)
+    return lambda batch: (*mix(batch[0], batch[1]), *batch[2:])
+
+
+def _restore(run: Run, resume: str | Path | dict) -> None:
+    """Weights, optimizer moments, scaler, counters and every rank's RNG from a checkpoint.
+
+    Hyper-parameters (lr, weight decay) come from the config, so ``--opts train.blr=...`` at resume
+    acts; the schedule is a pure function of the update count."""
+    ckpt = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=run.device)
+    run.model.load_state_dict(ckpt["model"])
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    for group, settings in zip(run.optimizer.param_groups, fresh):
+        group.update(settings)
+    run.scaler.load_state_dict(ckpt["scaler"])
+    run.state = TrainState(**ckpt["train_state"])
+    run.saved_step = run.state.step
+    per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+    restore_rng(per_rank[run.dist.rank] if len(per_rank) == run.dist.world_size else per_rank[0])
+
+
+def _initialise(run: Run) -> None:
+    """A fresh run: ``train.init_from`` weights, then per-rank seeds (masks and dropout differ across ranks)."""
+    t = run.cfg.train
+    if t.init_from:
+        from .pretrained import load_pretrained
+        report = load_pretrained(run.model.encoder, t.init_from)
+        run.model.after_weights_loaded()
+        if run.dist.is_main:
+            print(f"[train] init_from {t.init_from} ({report['format']}): {report['loaded']} tensors; "
+                  f"fresh: {', '.join(report['missing']) or 'none'}", flush=True)
+    if run.dist.enabled:  # the weights are already identical
+        _seed_everything(derive_seed(t.seed, run.dist.rank))
+
+
+def _announce(run: Run, lr: float) -> None:
+    for split, ds in run.datasets.items():
+        if hasattr(ds, "describe"):
+            print(f"[data] {split}: {ds.describe()}", flush=True)
+    model, dist, t = run.model, run.dist, run.cfg.train
+    print(f"[train] {run.out_dir}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
+          f"{model.describe()}, lam={model.lam}, device={run.device}"
+          f"{f' x {dist.world_size} processes' if dist.enabled else ''}, lr={lr:.2e}, "
+          f"{run.updates_per_epoch} updates/epoch x {t.epochs} epochs"
+          + (f", resuming at update {run.state.step}" if run.state.step else ""), flush=True)
+
+
+def train_one_epoch(run: Run, epoch: int, max_steps: int | None = None) -> bool:
+    """Run ``epoch`` from wherever ``run.state.step`` is in it; True when ``max_steps`` stopped the run."""
+    cfg, t, state = run.cfg, run.cfg.train, run.state
+    first_micro = (state.step % run.updates_per_epoch) * t.accum_steps
+    run.sampler.set_epoch(epoch, start=first_micro * cfg.data.batch_size)
+    run.model.train()
+    run.clock = time.perf_counter()
+    run.mark()
+    bar = tqdm(total=run.updates_per_epoch, initial=state.step % run.updates_per_epoch, leave=False,
+               disable=None if run.dist.is_main else True, desc=f"epoch {epoch + 1}/{t.epochs}")
+    for micro, batch in enumerate(run.loader, start=first_micro):
+        if micro >= run.updates_per_epoch * t.accum_steps:
+            break
+        syncing = (micro + 1) % t.accum_steps == 0
+        batch = to_device(batch, run.device)
+        if run.batch_transform is not None:
+            batch = run.batch_transform(batch)  # y: soft targets [B, num_classes]
+        with _no_sync(run.net, syncing), autocast(run.device, run.amp_dtype):
+            loss, parts = run.net(batch)
+        loss_value = loss.item()
+        if not _finite_everywhere(loss_value, run.dist, run.device):
+            _stop_diverged(run, epoch, loss_value, parts)
+        with _no_sync(run.net, syncing):
+            run.scaler.scale(loss / t.accum_steps).backward()
+        sums = state.epoch_sums
+        sums["n"] += 1
+        sums["loss"] += loss_value
+        for k, v in parts.items():
+            sums[k] += v.item()
+        if not syncing:
+            continue
+        _update(run, loss_value, parts)
+        bar.update(1)
+        stopping = max_steps is not None and state.step >= max_steps
+        if state.step % run.updates_per_epoch == 0:
+            bar.close()
+            end_epoch(run, epoch)
+        elif stopping or (t.save_every_steps and state.step % t.save_every_steps == 0):
+            run.tick()
+            run.checkpoint("last.pt", run.mark_rng)
+        if stopping:
+            bar.close()
+            return True
+    bar.close()
+    return False
+
+
+def _update(run: Run, loss_value: float, parts: dict[str, torch.Tensor]) -> None:
+    """One optimizer update from the accumulated gradients; then the model's ``after_update`` and logs."""
+    t, state = run.cfg.train, run.state
+    run.consistent = False  # until state.step moves on, weights and state disagree
+    run.scheduler.step_update(state.step)
+    if t.clip_grad is not None:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.model.parameters(), t.clip_grad)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.model.after_update(state.step / run.total_updates)
+    state.step += 1
+    run.consistent = True
+    run.mark()
+    if run.writer is not None and state.step % t.log_every_steps == 0:
+        lr = run.optimizer.param_groups[0]["lr"]
+        run.writer.add_scalar("train/loss", loss_value, state.step)
+        run.writer.add_scalar("train/lr", lr, state.step)
+        for k, v in parts.items():
+            run.writer.add_scalar(f"train/{k}", v.item(), state.step)
+
+
+def _stop_diverged(run: Run, epoch: int, loss_value: float, parts: dict[str, torch.Tensor]) -> None:
+    """Save the state before this update and raise :class:`TrainingDiverged` (every rank stops together)."""
+    run.tick()
+    run.checkpoint("last.pt", run.mark_rng)
+    raise TrainingDiverged(
+        f"loss is {loss_value} at epoch {epoch + 1}, update {run.state.step} "
+        f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); state before this update saved to "
+        f"{run.out_dir / 'last.pt'}; resume with a lower train.blr or a train.clip_grad")
 
 
 def _no_sync(net: nn.Module, syncing: bool):
@@ -441,15 +498,18 @@ def _finite_everywhere(value: float, dist: DistInfo, device: torch.device) -> bo
     return all_reduce_sum([bad], dist, device)[0] == 0
 
 
-def _end_epoch(model, datasets, cfg, device, amp_dtype, state: TrainState, epoch: int, lr: float, writer,
-               out_dir: Path, checkpoint, dist: DistInfo) -> None:
-    """Validate, log the epoch row (metrics.csv, TensorBoard), keep ``best.pt`` on validation."""
-    val = evaluate(model, datasets["val"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers, dist)
+def end_epoch(run: Run, epoch: int) -> None:
+    """Validate, log the epoch row (metrics.csv, TensorBoard), keep ``best.pt`` on validation, save ``last.pt``."""
+    cfg, state, dist = run.cfg, run.state, run.dist
+    run.consistent = False  # validation changes the state: saved only at the end
+    run.tick()
+    val = evaluate(run.model, run.datasets["val"], cfg.data.batch_size, run.device, run.amp_dtype,
+                   cfg.data.num_workers, dist)
     sums = state.epoch_sums
-    n_loss, n_cls, n_rec, n = all_reduce_sum([sums["loss"], sums["cls"], sums["rec"], sums["n"]], dist, device)
+    n_loss, n_cls, n_rec, n = all_reduce_sum([sums["loss"], sums["cls"], sums["rec"], sums["n"]], dist, run.device)
     n = max(n, 1)
     row = {
-        "epoch": epoch + 1, "step": state.step, "lr": lr,
+        "epoch": epoch + 1, "step": state.step, "lr": run.optimizer.param_groups[0]["lr"],
         "train_loss": n_loss / n, "train_cls": n_cls / n, "train_rec": n_rec / n,
         "val_loss": val["loss"], "val_acc1": val["acc1"], "val_rec": val["rec"],
         "train_seconds": round(state.train_seconds, 3),
@@ -459,39 +519,40 @@ def _end_epoch(model, datasets, cfg, device, amp_dtype, state: TrainState, epoch
     metric = val["acc1"] if val["acc1"] is not None else -val["rec"]
     if state.best_metric is None or metric > state.best_metric:
         state.best_metric, state.best_epoch = metric, epoch + 1
-        checkpoint(out_dir / "best.pt", capture_rng())
-    if not dist.is_main:
-        return
-    for k in ("val_loss", "val_acc1", "val_rec"):
-        if row[k] is not None:
-            writer.add_scalar(f"val/{k[4:]}", row[k], state.step)
-    writer.flush()
-    _write_metrics_csv(out_dir / "metrics.csv", state.history)
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
-    print(f"[train] epoch {epoch + 1}/{cfg.train.epochs} {shown}", flush=True)
+        run.checkpoint("best.pt", capture_rng())
+    if dist.is_main:
+        for k in ("val_loss", "val_acc1", "val_rec"):
+            if row[k] is not None:
+                run.writer.add_scalar(f"val/{k[4:]}", row[k], state.step)
+        run.writer.flush()
+        _write_metrics_csv(run.out_dir / "metrics.csv", state.history)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
+        print(f"[train] epoch {epoch + 1}/{cfg.train.epochs} {shown}", flush=True)
+    run.mark()
+    run.checkpoint("last.pt", run.mark_rng)
+    run.consistent = True
+    run.clock = time.perf_counter()
 
 
-def _finish(model: SSAT, datasets, cfg: Config, device, amp_dtype, state: TrainState, out_dir: Path,
-            dist: DistInfo) -> dict:
-    """Test the best-on-validation weights (never select on test) and summarise the run."""
+def finish(run: Run) -> dict:
+    """Test the best-on-validation weights (never select on test); write and return ``summary.json``."""
+    cfg, state, dist = run.cfg, run.state, run.dist
+    args = (cfg.data.batch_size, run.device, run.amp_dtype, cfg.data.num_workers, dist)
     test = perturbed = None
     tested = "best"
-    if "test" in datasets:
-        if (out_dir / "best.pt").is_file():
-            model.load_state_dict(load_checkpoint(out_dir / "best.pt", map_location=device)["model"])
+    if "test" in run.datasets:
+        if (run.out_dir / "best.pt").is_file():
+            run.model.load_state_dict(load_checkpoint(run.out_dir / "best.pt", map_location=run.device)["model"])
         else:  # resumed into a new folder without the old run's best.pt: say so, never stop here
             tested = "last"
             if dist.is_main:
-                print(f"[train] warning: {out_dir / 'best.pt'} not found (the resumed run's best.pt was not "
+                print(f"[train] warning: {run.out_dir / 'best.pt'} not found (the resumed run's best.pt was not "
                       f"beside its checkpoint); testing the final weights", flush=True)
-        test = evaluate(model, datasets["test"], cfg.data.batch_size, device, amp_dtype, cfg.data.num_workers,
-                        dist)
-    if "test_perturbed" in datasets:
-        perturbed = evaluate(model, datasets["test_perturbed"], cfg.data.batch_size, device, amp_dtype,
-                             cfg.data.num_workers, dist)
+        test = evaluate(run.model, run.datasets["test"], *args)
+    if "test_perturbed" in run.datasets:
+        perturbed = evaluate(run.model, run.datasets["test_perturbed"], *args)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
-    extra = {"test_acc1_perturbed": perturbed["acc1"]} if perturbed else {}
-    return {
+    summary = {
         "best_epoch": state.best_epoch,
         "best_val_acc1": best_row.get("val_acc1"),
         "best_val_rec": best_row.get("val_rec"),
@@ -502,5 +563,9 @@ def _finish(model: SSAT, datasets, cfg: Config, device, amp_dtype, state: TrainS
         "steps": state.step,
         "epochs": cfg.train.epochs,
         "world_size": dist.world_size,
-        **extra,
+        **({"test_acc1_perturbed": perturbed["acc1"]} if perturbed else {}),
+        "data_manifest_sha256": run.data_sha256,
     }
+    if dist.is_main:
+        atomic_write_json(run.out_dir / "summary.json", summary)
+    return summary

@@ -5,9 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..faces.datasets import FFPP_COMPRESSIONS
+from ..faces.datasets import FFPP_COMPRESSIONS, FFPP_PAPER_METHODS
 
-METHOD_CHOICES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all")
+METHOD_CHOICES = (*FFPP_PAPER_METHODS, "all")
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and/or zero-shot transfer of a (DFDC-trained) checkpoint. Writes results.{md,csv,json}, "
                     "ROC curves and per-video predictions into --out.")
     p.add_argument("--leave-out", choices=METHOD_CHOICES, action="append", metavar="METHOD",
-                   help="cross-manipulation fold: Deepfakes, Face2Face, FaceSwap, NeuralTextures or all (repeatable)")
+                   help=f"cross-manipulation fold: {', '.join(FFPP_PAPER_METHODS)} or all (repeatable)")
     p.add_argument("--zero-shot", action="store_true", help="score --checkpoint on every FF++ manipulation, no training")
     p.add_argument("--checkpoint", type=Path, help="trained checkpoint (best.pt / last.pt of tools/train.py)")
     p.add_argument("--scratch", action="store_true",

@@ -21,11 +21,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import Config, ConfigError, load_config
-from ..data.faceclips import FFPP_METHODS, FaceClipDataset, build_face_clips
-from ..engine.checkpoint import load_inference_model
+from ..data import FaceClipDataset, build_face_clips
 from ..engine.runtime import amp_dtype, autocast
+from ..engine.weights import load_inference_model
+from ..faces.datasets import FFPP_METHODS, FFPP_PAPER_METHODS
 from .metrics import StreamingMetrics
-from .report import METHODS, results_table, roc_png, write_predictions_csv, write_results
+from .report import results_table, roc_png, write_predictions_csv, write_results
 
 
 class NonFiniteScores(ValueError):
@@ -77,7 +78,7 @@ def _present_methods(root: Path, wanted: list[str] | None) -> list[str]:
         raise ConfigError(f"--data-root: {root} holds no extracted FF++ manipulations (ffpp/<Method>/<c>/<id>); "
                           f"run tools/extract_faces.py <FF++ root> --out {root}")
     if wanted is None:
-        return [m for m in METHODS if m in present]
+        return [m for m in FFPP_PAPER_METHODS if m in present]
     missing = [m for m in wanted if m not in present]
     if missing:
         raise ConfigError(f"--leave-out: {', '.join(missing)}: not extracted under {root} (have {', '.join(present)})")

@@ -23,9 +23,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
+from ..faces.datasets import FFPP_PAPER_METHODS  # noqa: E402
 from ..io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 
-METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 PROTOCOLS = {"cross": "Cross-manipulation", "zero-shot": "Zero-shot"}
 METRIC_FIELDS = ("acc", "acc_real", "acc_fake", "auc", "ap", "eer", "n", "n_real", "n_fake")
 VIDEO_FIELDS = ("key", "dataset", "method", "compression", "video_id", "label", "prob", "num_clips")
@@ -82,7 +82,7 @@ class ResultsTable:
 
 
 def results_table(
-    rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = METHODS, level: str = "video"
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = FFPP_PAPER_METHODS, level: str = "video"
 ) -> ResultsTable:
     """Validate records (see module doc); a duplicate (model, protocol, method) raises ``ValueError``.
 

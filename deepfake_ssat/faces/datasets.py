@@ -32,6 +32,8 @@ from pathlib import Path
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 FFPP_COMPRESSIONS = ("raw", "c0", "c23", "c40")
+FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")  # manipulated_sequences/
+FFPP_PAPER_METHODS = FFPP_METHODS[:4]  # FF++'s original four manipulations: the paper's Table 8 columns
 DFDC_LABELS = {"REAL": 0, "FAKE": 1}
 MAX_COMPONENT_BYTES = 200
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\\ud800-\udfff]")

@@ -11,6 +11,7 @@ An auxiliary module's ``forward(features, views)`` takes the student's pooled fe
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.distributed as dist
@@ -205,6 +206,8 @@ class SSATMultiView(nn.Module):
     auxiliary task, the other views only the auxiliary task.
     """
 
+    num_views = 2  # two augmentations of each training image
+
     def __init__(
             self,
             encoder: nn.Module,
@@ -219,6 +222,7 @@ class SSATMultiView(nn.Module):
         self.label_smoothing = label_smoothing
         if isinstance(aux, DINOAux):
             aux.init_teacher(encoder)
+        self.find_unused_parameters = hasattr(encoder, "mask_token")  # DDP: no masked pass uses it here
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
@@ -233,19 +237,37 @@ class SSATMultiView(nn.Module):
         total = self.lam * cls + (1.0 - self.lam) * aux
         return total, {"cls": cls.detach(), "aux": aux.detach()}
 
-    def init_teacher(self) -> None:
-        """DINO: (re)start the teacher as a copy of the encoder, e.g. after loading pre-trained weights into it."""
-        if isinstance(self.aux, DINOAux):
-            self.aux.init_teacher(self.encoder)
-            self.aux.teacher_head.load_state_dict(self.aux.head.state_dict())
-
-    @torch.no_grad()
-    def update_teacher(self, momentum: float | None = None) -> None:
-        """After each optimizer step: the DINO teacher's EMA step (SimCLR has no teacher)."""
-        if isinstance(self.aux, DINOAux):
-            self.aux.update_teacher(self.encoder, momentum)
-
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: x [B, C, H, W] -> logits [B, num_classes]; the auxiliary task is never used."""
         return self.encoder(x)
+
+    # ----------------------------------------------------------------------- training contract
+
+    def training_step(self, batch: tuple) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``([view1, view2], y)`` -> (joint loss, ``cls`` / ``rec`` parts; ``rec`` is the auxiliary loss)."""
+        loss, parts = self(batch[0], batch[1])
+        return loss, {"cls": parts["cls"], "rec": parts["aux"]}
+
+    def eval_step(self, batch: tuple) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """``(x, y)`` single view -> classification loss only (the auxiliary task needs two views) and logits."""
+        x, y = batch[0], batch[1]
+        logits = self.predict(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        return loss, {"cls": loss}, logits
+
+    @torch.no_grad()
+    def after_update(self, progress: float) -> None:
+        """DINO teacher EMA step, momentum raised from ``ema`` to 1 on a cosine over training (SimCLR: none)."""
+        if isinstance(self.aux, DINOAux):
+            momentum = 1.0 - (1.0 - self.aux.ema) * 0.5 * (1.0 + math.cos(math.pi * progress))
+            self.aux.update_teacher(self.encoder, momentum)
+
+    def after_weights_loaded(self) -> None:
+        """DINO: restart the teacher as a copy of the encoder (e.g. after ``train.init_from``)."""
+        if isinstance(self.aux, DINOAux):
+            self.aux.init_teacher(self.encoder)
+            self.aux.teacher_head.load_state_dict(self.aux.head.state_dict())
+
+    def describe(self) -> str:
+        return f"aux={type(self.aux).__name__.removesuffix('Aux').lower()}"

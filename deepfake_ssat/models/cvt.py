@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, QuickGELU, trunc_normal_
 
+from .encoder import EncoderDefaults
 from .hier import frozen_bn_stats, mask_from_keep, replace_tokens, upsample_mask
 from .masking import gather_tokens
 from .registry import register_model
@@ -186,7 +187,7 @@ class CvTStage(nn.Module):
         return x
 
 
-class CvT(nn.Module):
+class CvT(EncoderDefaults, nn.Module):
     """Convolutional vision transformer; ``grid_size`` / ``patch_size`` describe the output tokens.
 
     ``embed`` is the stage-1 conv embedding, ``forward_tokens`` the rest (see the module docstring
@@ -230,6 +231,7 @@ class CvT(nn.Module):
         if side * self.patch_size != img_size:
             raise ValueError(f"img_size {img_size} must be a multiple of the total stride {self.patch_size}")
         self.grid_size = self.stage_grids[-1]
+        self.mask_grid_size, self.mask_patch_size = self.grid_size, self.patch_size
         num_stages = len(dims)
         stages = []
         for i in range(num_stages):

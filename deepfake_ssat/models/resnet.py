@@ -8,12 +8,13 @@ import torch
 import torch.nn as nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
+from .encoder import EncoderDefaults
 from .hier import frozen_bn_stats, mask_from_keep, upsample_mask
 from .masking import gather_tokens
 from .registry import register_model
 
 
-class ResNetEncoder(ResNet):
+class ResNetEncoder(EncoderDefaults, ResNet):
     """torchvision ResNet whose features are tokens: the last map [B, 2048, h, w] as [B, h*w, 2048].
 
     ``patch_size`` (32) / ``grid_size`` describe those output tokens; ``embed`` is the stem
@@ -42,6 +43,7 @@ class ResNetEncoder(ResNet):
         self.num_features = self.fc.in_features
         self.num_prefix_tokens = 0
         self.grid_size = (img_size // self.patch_size,) * 2
+        self.mask_grid_size, self.mask_patch_size = self.grid_size, self.patch_size  # unused: no masked pass
         self.stem_grid = (img_size // 4,) * 2
 
     @torch.jit.ignore

@@ -6,7 +6,12 @@ The full-token pass feeds the classifier; the masked pass feeds the decoder. ``l
 (or no decoder) is the scratch baseline and never touches a decoder; ``lam = 0`` is pure MAE /
 VideoMAE pre-training and skips the classification pass.
 
-The encoder's ``masking`` attribute picks the masked pass:
+Training contract (shared with :class:`~deepfake_ssat.models.aux_tasks.SSATMultiView`, so the
+trainer never asks which wrapper it holds): ``training_step(batch) -> (loss, parts)``,
+``eval_step(batch) -> (loss, parts, logits)``, ``after_update(progress)``, ``after_weights_loaded()``,
+``num_views`` and ``find_unused_parameters``. Batches are ``(x, y, ...)`` as the datasets yield them.
+
+The encoder (:class:`~deepfake_ssat.models.encoder.Encoder`)'s ``masking`` picks the masked pass:
 
 - ``"drop"`` (default; ViT, VideoMAE, CvT): ``forward_tokens(tokens, ids_keep)`` returns the
   visible tokens only and the MAE decoder fills in the rest from ``ids_restore``;
@@ -23,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .encoder import Encoder
 from .masking import random_masking, tube_masking
 
 
@@ -86,9 +92,11 @@ def ssat_loss(
 class SSAT(nn.Module):
     """Encoder + classifier head (inside the encoder) + optional decoder (MAE or SimMIM)."""
 
+    num_views = 1  # one augmented view per item
+
     def __init__(
             self,
-            encoder: nn.Module,
+            encoder: Encoder,
             decoder: nn.Module | None = None,
             mask_ratio: float = 0.75,
             lam: float = 0.1,
@@ -98,7 +106,7 @@ class SSAT(nn.Module):
         super().__init__()
         if decoder is None and lam != 1.0:
             raise ValueError(f"lam={lam} needs a decoder; without one SSAT is classification only (lam=1)")
-        self.masking = getattr(encoder, "masking", "drop")
+        self.masking = encoder.masking
         if decoder is not None and self.masking is None:
             raise ValueError(f"{type(encoder).__name__} has no masked pass: train it without a decoder (lam=1)")
         self.encoder = encoder
@@ -107,6 +115,8 @@ class SSAT(nn.Module):
         self.lam = lam
         self.norm_pix_loss = norm_pix_loss
         self.label_smoothing = label_smoothing
+        # DDP: with lam = 0 the head gets no gradient; without a masked pass neither does a mask token
+        self.find_unused_parameters = lam == 0 or (decoder is None and hasattr(encoder, "mask_token"))
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
@@ -117,7 +127,7 @@ class SSAT(nn.Module):
 
     def random_mask(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Tube masking for video encoders (3D token grid), per-patch random masking for images."""
-        grid = getattr(self.encoder, "mask_grid_size", self.encoder.grid_size)
+        grid = self.encoder.mask_grid_size
         if len(grid) == 3:
             return tube_masking(batch, grid, self.mask_ratio, device)
         return random_masking(batch, grid[0] * grid[1], self.mask_ratio, device)
@@ -141,14 +151,36 @@ class SSAT(nn.Module):
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction target [B, L, patch_dim], cut like the mask."""
-        patch_size = getattr(self.encoder, "mask_patch_size", self.encoder.patch_size)
-        return patchify(x, patch_size, getattr(self.encoder, "tubelet_size", None))
+        return patchify(x, self.encoder.mask_patch_size, self.encoder.tubelet_size)
 
     def loss(self, out: SSATOutput, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
-        target = self.patchify(x) if out.pred is not None else x.new_zeros(())
+        target = self.patchify(x) if out.pred is not None else x.new_zeros(())  # [B, L, patch_dim]
         return ssat_loss(out, target, labels, self.lam, self.norm_pix_loss, self.label_smoothing)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: full pass only -> logits [B, num_classes]. The decoder is never used."""
         return self.encoder(x)
+
+    # ----------------------------------------------------------------------- training contract
+
+    def training_step(self, batch: tuple) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(x, y, ...)`` -> (joint loss, its parts ``cls`` / ``rec``, detached). ``y`` may be soft (Mixup)."""
+        x, y = batch[0], batch[1]
+        return self.loss(self(x), x, y)
+
+    def eval_step(self, batch: tuple) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+        """:meth:`training_step` plus the logits (None for lam = 0) for accuracy."""
+        x, y = batch[0], batch[1]
+        out = self(x)
+        loss, parts = self.loss(out, x, y)
+        return loss, parts, out.logits
+
+    def after_update(self, progress: float) -> None:
+        """Called after every optimizer update (``progress``: fraction of updates done before it): nothing to do."""
+
+    def after_weights_loaded(self) -> None:
+        """Called after pre-trained weights were loaded into the encoder: nothing derives from them."""
+
+    def describe(self) -> str:
+        return f"decoder={'yes' if self.decoder is not None else 'no'}"

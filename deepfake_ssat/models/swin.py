@@ -12,13 +12,14 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 from timm.models.swin_transformer import SwinTransformer
 
+from .encoder import EncoderDefaults
 from .hier import mask_from_keep, replace_tokens, upsample_mask
 from .masking import gather_tokens
 from .registry import register_model
 from .ssat import patchify
 
 
-class SwinEncoder(SwinTransformer):
+class SwinEncoder(EncoderDefaults, SwinTransformer):
     """timm Swin with a SimMIM masked pass.
 
     As for the ViTs, ``patch_size`` / ``grid_size`` describe the output tokens: the final stride

@@ -9,6 +9,7 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
+from .encoder import EncoderDefaults
 from .masking import gather_tokens
 from .pos_embed import sincos_grid, videomae_table
 from .registry import register_model
@@ -47,7 +48,7 @@ class TubeletEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2)  # [B, T'*H'*W', D]
 
 
-class VideoViT(nn.Module):
+class VideoViT(EncoderDefaults, nn.Module):
     """ViT over space-time tubelets, as in VideoMAE (no class token, mean-pooled head).
 
     ``forward_features(x, ids_keep)`` runs the blocks over all tokens, or only the visible ones
@@ -84,6 +85,7 @@ class VideoViT(nn.Module):
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
         self.grid_size = self.patch_embed.grid_size
+        self.mask_grid_size, self.mask_patch_size = self.grid_size, patch_size  # tube masks: per (t, h, w) token
         if pos_embed == "3d":
             table = sincos_grid(embed_dim, self.grid_size)
         elif pos_embed == "1d":  # VideoMAE's own table (needed to use its checkpoints as trained)

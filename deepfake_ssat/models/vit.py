@@ -6,11 +6,12 @@ import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as timm_checkpoint_filter_fn
 
+from .encoder import EncoderDefaults
 from .masking import gather_tokens
 from .registry import register_model
 
 
-class ImageViT(VisionTransformer):
+class ImageViT(EncoderDefaults, VisionTransformer):
     """timm ViT whose ``forward_features`` optionally keeps only the patch tokens ``ids_keep``.
 
     Prefix tokens (class / register tokens) are always kept. ``img_size``, ``in_chans``,
@@ -25,6 +26,7 @@ class ImageViT(VisionTransformer):
         self.in_chans = self.patch_embed.proj.in_channels
         self.patch_size = self.patch_embed.patch_size[0]
         self.grid_size = tuple(self.patch_embed.grid_size)
+        self.mask_grid_size, self.mask_patch_size = self.grid_size, self.patch_size
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] -> prefix + patch tokens with positions [B, P + L, D]."""

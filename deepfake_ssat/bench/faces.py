@@ -1,19 +1,25 @@
-"""Face-extraction speed (P3: vs naive full-resolution MTCNN; P4: vs decode only), as a JSON-able dict."""
+"""The ``faces`` benchmark: our extraction vs naive full-resolution MTCNN (P3) and vs decoding alone (P4).
+
+A 1080p video of a real face moving and scaling is written once; the same uniformly sampled frames are decoded,
+extracted by :func:`~deepfake_ssat.faces.extract.extract_video` and run through MTCNN frame by frame, and our
+boxes are scored by IoU against MTCNN's. One JSON-able dict.
+"""
 from __future__ import annotations
 
 import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-from .datasets import VideoItem
-from .detect import box_iou
-from .extract import ExtractionParams, extract_video, load_manifest
-from .sampling import uniform_indices
-from .synthetic import FacePath, write_face_video
-
+from ..faces.datasets import VideoItem
+from ..faces.detect import box_iou
+from ..faces.extract import ExtractionParams, extract_video, load_manifest
+from ..faces.sampling import SamplingPolicy, uniform_indices
+from ..faces.synthetic import FacePath, write_face_video
 
 
 def bench_face(width: int) -> FacePath:
@@ -49,7 +55,7 @@ def _naive(path: Path, indices: list[int], device: str) -> tuple[float, list[np.
     return seconds, largest
 
 
-def _ours(path: Path, out: Path, params: ExtractionParams, device: str) -> tuple[float, dict]:
+def _ours(path: Path, out: Path, params: ExtractionParams, device: str) -> tuple[float, dict[str, Any]]:
     """Seconds for :func:`extract_video` (decode, detect, track, crop, write) and its manifest."""
     detector = params.detector(device)
     detector.detect(np.zeros((1, 64, 64, 3), np.uint8))  # warm-up, untimed
@@ -63,7 +69,7 @@ def _ours(path: Path, out: Path, params: ExtractionParams, device: str) -> tuple
     return seconds, load_manifest(out / item.rel_dir / "manifest.json")
 
 
-def mean_iou(reference: list[np.ndarray | None], manifest: dict, indices: list[int]) -> float:
+def mean_iou(reference: list[np.ndarray | None], manifest: dict[str, Any], indices: list[int]) -> float:
     """Mean IoU of our box vs the reference box over frames where the reference found a face
     (a frame we missed counts 0)."""
     ours = {c["frame"]: np.array(c["box"]) for c in manifest["crops"]}
@@ -74,14 +80,10 @@ def mean_iou(reference: list[np.ndarray | None], manifest: dict, indices: list[i
 
 def run_faces_benchmark(width: int = 1920, height: int = 1080, num_frames: int = 300, frames: int = 32,
                         repeats: int = 3, device: str = "cpu", params: ExtractionParams | None = None,
-                        command: str | None = None) -> dict:
+                        command: str | None = None) -> dict[str, Any]:
     """Write a ``width``x``height`` ``num_frames``-frame video of a moving real face and time, for the
     same ``frames`` uniformly sampled frames: decode only (best of ``repeats``), our extraction (best of
     ``repeats``) and the naive way (once: it is slow). Returns a JSON-able dict."""
-    import torch
-
-    from .sampling import SamplingPolicy
-
     params = params or ExtractionParams(SamplingPolicy(frames=frames))
     indices = uniform_indices(num_frames, frames)
     with tempfile.TemporaryDirectory(prefix="faces-bench-") as tmp:
@@ -107,7 +109,7 @@ def run_faces_benchmark(width: int = 1920, height: int = 1080, num_frames: int =
     }
 
 
-def format_faces(result: dict) -> str:
+def format_faces(result: dict[str, Any]) -> str:
     """One-line text summary of :func:`run_faces_benchmark`."""
     return (f"faces: ours {result['ours_seconds']:.2f}s, naive {result['naive_seconds']:.2f}s "
             f"(x{result['speedup_vs_naive']:.2f}, IoU {result['mean_iou_vs_naive']:.3f}), decode only "

@@ -1,22 +1,8 @@
-"""Performance benchmarks; ``tools/benchmark.py`` is the command-line front end.
+"""The ``model`` benchmark: does SSAT's auxiliary task cost what its FLOPs say, and does a plain step use the CPU?
 
-``model`` benchmark (:func:`run_model_benchmark`): for each encoder and MAE mask ratio it times a full
-SSAT train step (classification pass + visible-token pass + decoder + joint loss, backward, AdamW)
-against a scratch train step (classification only) of the same encoder, weights and batch, and
-compares the measured cost ratio with the FLOP ratio counted by
-``torch.utils.flop_counter.FlopCounterMode``:
-
-- **P1** ``measured_over_analytic = (t_ssat / t_scratch) / (F_ssat / F_scratch)``; goal <= 1.05, i.e.
-  the auxiliary task costs no more than its FLOPs say.
-- **P2** ``cpu_fraction_of_matmul_peak = (F_scratch / t_scratch) / matmul FLOP/s``; goal >= 0.6, i.e.
-  the scratch step runs near the fp32 matmul throughput measured in the same process.
-
-Every result is a plain JSON-able dict.
-
-FLOP counting note: on CPU, ``F.scaled_dot_product_attention`` (used by timm's ``Attention``)
-dispatches to ``aten._scaled_dot_product_flash_attention_for_cpu`` (+ ``_backward``), which torch's
-flop counter has no formula for, so attention would count as 0 FLOPs. :func:`flop_mapping` adds the
-formulas torch uses for its CUDA SDPA kernels (2 bmm forward, 5 bmm backward) for those two ops.
+Per encoder and mask ratio, an SSAT train step (both passes, decoder, joint loss, backward, AdamW) is timed
+against a scratch step of the same encoder, weights and batch (clips [B, C, T, H, W] or images [B, C, H, W]).
+P1: (t_ssat / t_scratch) / (F_ssat / F_scratch) <= 1.05; P2: (F_scratch / t_scratch) / fp32 matmul FLOP/s >= 0.6.
 """
 from __future__ import annotations
 
@@ -30,12 +16,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
-from torch.utils import flop_counter
-from torch.utils.flop_counter import FlopCounterMode
 
-from .config import Config, DataConfig, DecoderConfig, ModelConfig, SSATConfig
-from .engine.build import build_model
-from .models import SSAT
+from ..config import Config, DataConfig, DecoderConfig, ModelConfig, SSATConfig
+from ..engine.build import build_model
+from ..models import SSAT
+from ..models.flops import count_flops, flop_mapping, op_name
+from ..models.registry import get_model_factory
 
 P1_GOAL = 1.05  # measured_over_analytic <= this
 P2_GOAL = 0.6  # cpu_fraction_of_matmul_peak >= this
@@ -46,36 +32,6 @@ TINY_NOTE = ("tiny test model (videomae_test: width 64, depth 2, patch 8): not r
              "patch-8 tokens make attention dominate")
 
 OPTIMIZER = {"name": "torch.optim.AdamW", "lr": 1.0e-4, "betas": (0.9, 0.95), "weight_decay": 0.05}
-
-aten = torch.ops.aten
-
-
-# ---------------------------------------------------------------------------------------------
-# FLOP counting
-
-
-def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
-                            **kwargs) -> int:
-    return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-
-
-def flop_mapping() -> dict[Any, Callable[..., int]]:
-    """Extra FlopCounterMode formulas: the CPU flash-attention ops, unless torch already has them."""
-    mapping: dict[Any, Callable[..., int]] = {}
-    for name, formula in [("_scaled_dot_product_flash_attention_for_cpu", _sdpa_cpu_flop),
-                          ("_scaled_dot_product_flash_attention_for_cpu_backward", _sdpa_cpu_backward_flop)]:
-        op = getattr(aten, name, None)
-        if op is not None and op not in flop_counter.flop_registry:
-            mapping[op] = formula
-    return mapping
-
-
-def _op_name(op: Any) -> str:
-    return str(op).replace("aten.", "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +58,6 @@ def split_patch(name: str) -> tuple[str, int | None]:
 
 def is_video_model(name: str) -> bool:
     """Whether registered encoder ``name`` (an alias or ``@pN`` allowed) takes clips (``num_frames``)."""
-    from .models.registry import get_model_factory
     return get_model_factory(split_patch(resolve_model_name(name))[0]).__module__.endswith(".video_vit")
 
 
@@ -173,10 +128,7 @@ def train_step(model: SSAT, optimizer: torch.optim.Optimizer, x: torch.Tensor, y
 def count_step_flops(model: SSAT, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                      y: torch.Tensor) -> tuple[int, dict[str, int]]:
     """FLOPs of one train step (forward + backward; AdamW ops have no formula) -> (total, per aten op)."""
-    with FlopCounterMode(display=False, custom_mapping=flop_mapping()) as counter:
-        train_step(model, optimizer, x, y)
-    by_op = {_op_name(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
-    return int(counter.get_total_flops()), by_op
+    return count_flops(lambda: train_step(model, optimizer, x, y))
 
 
 def _median(xs: Sequence[float]) -> float:
@@ -277,18 +229,11 @@ def _utilization(t: dict[str, list[float]], threads: int) -> float:
     return sum(t["cpu_seconds"]) / max(sum(t["seconds"]) * threads, 1e-12)
 
 
-def benchmark_model(
-        model: str,
-        frames: int | None = 16,
-        img_size: int | None = 112,
-        batch: int = 4,
-        ratios: Sequence[float] = (0.75, 0.95),
-        repeats: int = 10,
-        warmup: int = 2,
-        matmul_gflops_per_s: float | None = None,
-        seed: int = 0,
-) -> dict[str, Any]:
-    """P1 per mask ratio and P2 for one encoder; see the module docstring.
+def benchmark_model(model: str, frames: int | None, img_size: int | None, batch: int, ratios: Sequence[float],
+                    repeats: int, warmup: int, matmul_gflops_per_s: float | None = None,
+                    seed: int = 0) -> dict[str, Any]:
+    """P1 per mask ratio and P2 for one encoder; see the module docstring (the settings' defaults are
+    :func:`run_model_benchmark`'s).
 
     ``matmul_gflops_per_s`` is the fp32 matmul throughput P2 divides by (measured with
     :func:`measure_matmul` when None).
@@ -471,8 +416,8 @@ def run_model_benchmark(
     """The whole ``model`` benchmark as one JSON-able dict (see the module docstring).
 
     The matmul throughput is measured before and after the models; P2 divides by the higher
-    median of the two (the more demanding reference). ``malloc`` (what :func:`~deepfake_ssat.engine.runtime.tune_malloc` returned,
-    if the caller ran it) is recorded as is.
+    median of the two (the more demanding reference). ``malloc`` (what
+    :func:`~deepfake_ssat.engine.runtime.tune_malloc` returned, if the caller ran it) is recorded as is.
     """
     start = time.perf_counter()
     load_start = _loadavg()
@@ -535,7 +480,7 @@ def run_model_benchmark(
             "torch.utils.flop_counter.FlopCounterMode(display=False) around one train step "
             "(forward + backward; elementwise, norm and optimizer ops have no formula and count 0). "
             "Added formulas (torch has none on CPU): "
-            + (", ".join(_op_name(op) for op in flop_mapping()) or "none needed")
+            + (", ".join(op_name(op) for op in flop_mapping()) or "none needed")
             + " counted like torch's CUDA SDPA formulas (2 bmm forward, 5 bmm backward)."
         ),
         "matmul": {

@@ -1,8 +1,8 @@
-"""P6: evaluation memory is streaming — peak RSS scoring 1,000 videos ÷ scoring 100 (goal <= 1.2).
+"""The ``eval`` benchmark (P6): is evaluation memory streaming? Peak RSS scoring 1,000 videos ÷ 100 (goal <= 1.2).
 
-Each size runs in a fresh process (peak RSS is a per-process high-water mark) over a synthetic
-extraction of real-face crops: scan the manifests, score every clip of every video with a tiny
-VideoMAE, aggregate per video and compute the metrics, as ``tools/eval_ff.py`` does.
+Each size runs in a fresh process (``python -m deepfake_ssat.bench.eval ROOT``: peak RSS is a per-process
+high-water mark) over a synthetic extraction: scan the manifests, score every clip with a tiny VideoMAE,
+aggregate per video and compute the metrics, as ``tools/eval_ff.py`` does.
 """
 from __future__ import annotations
 
@@ -13,18 +13,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from .. import __version__
+from ..data.faceclips import FaceClipDataset, scan_extraction
+from ..eval.ffpp import score_dataset
+from ..models import create_model
 
 
-def measure(root: Path, batch_size: int = 16) -> dict:
+def measure(root: Path, batch_size: int = 16) -> dict[str, Any]:
     """Score every video under ``root`` in this process; returns counts, seconds and peak RSS (MiB)."""
-    import torch
-
-    from ..data.faceclips import FaceClipDataset, scan_extraction
-    from ..models import create_model
-    from .ffpp import score_dataset
-
     torch.manual_seed(0)
     encoder = create_model("videomae_test", num_classes=2)
     start = time.perf_counter()
@@ -36,16 +36,17 @@ def measure(root: Path, batch_size: int = 16) -> dict:
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def run_eval_benchmark(small: int = 100, large: int = 1000, frames: int = 16, command: str | None = None) -> dict:
+def run_eval_benchmark(small: int = 100, large: int = 1000, frames: int = 16,
+                       command: str | None = None) -> dict[str, Any]:
     """Write two synthetic extractions and measure each in its own process."""
-    from ..data.benchmark import write_synthetic_extraction
+    from .common import write_synthetic_extraction  # here: the measured processes need not import faces/
 
     runs = {}
     with tempfile.TemporaryDirectory(prefix="eval-bench-") as tmp:
         for n in (small, large):
             root = Path(tmp) / str(n)
             write_synthetic_extraction(root, n, frames, crop_size=32)
-            proc = subprocess.run([sys.executable, "-m", "deepfake_ssat.eval.benchmark", str(root)],
+            proc = subprocess.run([sys.executable, "-m", "deepfake_ssat.bench.eval", str(root)],
                                   capture_output=True, text=True, check=True)
             runs[n] = json.loads(proc.stdout.strip().splitlines()[-1])
     ratio = runs[large]["peak_rss_mib"] / runs[small]["peak_rss_mib"]
@@ -56,7 +57,8 @@ def run_eval_benchmark(small: int = 100, large: int = 1000, frames: int = 16, co
             "goal": {f"rss_ratio_{large}_over_{small}": "<= 1.2"}, "met": ratio <= 1.2}
 
 
-def format_eval(result: dict) -> str:
+def format_eval(result: dict[str, Any]) -> str:
+    """One-line text summary of :func:`run_eval_benchmark`."""
     key = next(k for k in result if k.startswith("rss_ratio_"))
     runs = result["runs"]
     return (f"P6 {key} = {result[key]:.3f} (goal <= 1.2); " +

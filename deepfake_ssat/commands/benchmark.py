@@ -1,0 +1,134 @@
+"""Benchmarks: one sub-command per module of :mod:`deepfake_ssat.bench`, each printing one JSON object with
+``--json`` (else a short text summary): ``model`` (P1/P2), ``faces`` (P3/P4), ``loader`` (P5), ``eval`` (P6).
+
+A sub-command imports its benchmark only when it runs, so ``--help`` loads neither torch nor a video decoder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from typing import Any, Callable, TypeVar
+
+from ..runcli import fail, tool_command
+
+T = TypeVar("T")
+Result = dict[str, Any]
+Summary = Callable[[Result], str]
+Run = Callable[[argparse.Namespace, str], tuple[Result, Summary]]
+
+THREADS_HELP = "torch.set_num_threads (default: torch's choice)"
+
+
+def _csv(kind: type[T]) -> Callable[[str], list[T]]:
+    """An argparse type: comma-separated ``kind`` values, at least one."""
+    def parse(text: str) -> list[T]:
+        try:
+            items = [kind(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+        if not items:
+            raise argparse.ArgumentTypeError("expected at least one value")
+        return items
+    return parse
+
+
+def _model(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
+    from ..bench.model import format_summary, run_model_benchmark
+    from ..engine.runtime import tune_malloc
+
+    malloc = None if args.default_malloc else tune_malloc()
+    return run_model_benchmark(
+        models=args.models, frames=args.frames, img_size=args.img_size, batch=args.batch, ratios=args.ratios,
+        repeats=args.repeats, warmup=args.warmup, matmul_size=args.matmul_size, command=command, seed=args.seed,
+        malloc=malloc), format_summary
+
+
+def _faces(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
+    from ..bench.faces import format_faces, run_faces_benchmark
+
+    return run_faces_benchmark(num_frames=args.video_frames, frames=args.frames, repeats=args.repeats,
+                               device=args.device, command=command), format_faces
+
+
+def _loader(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
+    from ..bench.loader import format_loader, run_loader_benchmark
+
+    return run_loader_benchmark(videos=args.videos, frames=args.frames, crop_size=args.crop_size,
+                                img_size=args.img_size, clip_len=args.clip_len, image_format=args.format,
+                                repeats=args.repeats, command=command), format_loader
+
+
+def _eval(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
+    from ..bench.eval import format_eval, run_eval_benchmark
+
+    return run_eval_benchmark(small=args.small, large=args.large, command=command), format_eval
+
+
+def _sub_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, run: Run, what: str,
+                 text: str = "a one-line summary") -> argparse.ArgumentParser:
+    """Sub-command ``name`` (``what`` it measures), run by ``run``, with its ``--json`` flag (else ``text``)."""
+    parser = sub.add_parser(name, help=what)
+    parser.set_defaults(run=run)
+    parser.add_argument("--json", action="store_true", help=f"print one JSON object (default: {text})")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmark.py", description="Benchmarks: one JSON object each with --json, else a short text summary.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{model,faces,loader,eval}")
+
+    p = _sub_command(sub, "model", _model, "SSAT vs scratch train step: time ratio vs FLOP ratio (P1), "
+                                           "fraction of fp32 matmul peak (P2)", "a short text summary")
+    p.add_argument("--models", type=_csv(str), default=["small", "tiny"],
+                   help="comma-separated encoders: tiny, small, base or registered names (default small,tiny)")
+    p.add_argument("--frames", type=int, default=16, help="clip length (default 16)")
+    p.add_argument("--img-size", type=int, default=112, help="frame size in pixels (default 112)")
+    p.add_argument("--batch", type=int, default=4, help="clips per step (default 4)")
+    p.add_argument("--ratios", type=_csv(float), default=[0.75, 0.95], help="MAE mask ratios (default 0.75,0.95)")
+    p.add_argument("--repeats", type=int, default=10, help="timed rounds per model (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds per model first (default 2)")
+    p.add_argument("--matmul-size", type=int, default=2048, help="square fp32 matmul for the peak (default 2048)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
+    p.add_argument("--default-malloc", action="store_true",
+                   help="skip the glibc allocator tuning that tools/train.py applies (mallopt: keep freed "
+                        "memory in the process so steps do not re-fault it)")
+    p.add_argument("--seed", type=int, default=0)
+
+    f = _sub_command(sub, "faces", _faces,
+                     "face extraction vs naive full-resolution MTCNN (P3) and vs decode only (P4)")
+    f.add_argument("--frames", type=int, default=32, help="frames sampled from the video (default 32)")
+    f.add_argument("--video-frames", type=int, default=300, help="length of the 1080p test video (default 300)")
+    f.add_argument("--repeats", type=int, default=3, help="timed rounds of decode and ours, best kept (default 3)")
+    f.add_argument("--device", default="cpu", help="MTCNN device (default cpu)")
+    f.add_argument("--threads", type=int, help=THREADS_HELP)
+
+    d = _sub_command(sub, "loader", _loader, "face-clip loader frames/s per worker vs a plain image-read loop (P5)")
+    d.add_argument("--videos", type=int, default=8, help="synthetic extracted videos (default 8)")
+    d.add_argument("--frames", type=int, default=32, help="stored crops per video (default 32)")
+    d.add_argument("--crop-size", type=int, default=224, help="stored crop side in pixels (default 224)")
+    d.add_argument("--img-size", type=int, default=224, help="clip frame size after augmentation (default 224)")
+    d.add_argument("--clip-len", type=int, default=16, help="frames per clip (default 16)")
+    d.add_argument("--format", choices=("png", "jpg"), default="png", help="stored crop format (default png)")
+    d.add_argument("--repeats", type=int, default=3, help="timed passes, best kept (default 3)")
+
+    e = _sub_command(sub, "eval", _eval, "peak RSS evaluating 1,000 videos vs 100 (P6: streaming metrics)")
+    e.add_argument("--small", type=int, default=100, help="videos in the small run (default 100)")
+    e.add_argument("--large", type=int, default=1000, help="videos in the large run (default 1000)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    run: Run = args.run
+    try:
+        result, summary = run(args, shlex.join(tool_command("benchmark.py", argv)))
+    except (KeyError, ValueError) as e:  # bad input: an encoder the registry lacks (KeyError), bad sizes
+        return fail(e)
+    print(json.dumps(result, indent=2) if args.json else summary(result))
+    return 0
