@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import os
 import types
 import typing
@@ -281,8 +282,42 @@ def config_from_dict(tree: dict, source: str = "<dict>", overrides: list[str] | 
     return _build(Config, merged, origins)
 
 
+def packaged_configs() -> Path:
+    """The folder of configs shipped inside the package (``deepfake_ssat/configs``)."""
+    return Path(str(importlib.resources.files("deepfake_ssat") / "configs"))
+
+
+def find_config(name: str | os.PathLike) -> Path:
+    """``name`` as a config file: an existing path, else a packaged config named with or without its
+    folder and ``.yaml`` (``dfdc_videomae_095``, ``video/dfdc_videomae_095.yaml``, ``configs/...``).
+
+    A bare file name matching several packaged configs picks the one in the shallowest folder
+    (``video/x.yaml`` before ``video/tiny/x.yaml``); a tie is a one-line :class:`ConfigError`.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    root = packaged_configs()
+    rel = Path(*path.parts[1:]) if path.parts[:1] == ("configs",) and len(path.parts) > 1 else path
+    rel = rel if rel.suffix in (".yaml", ".yml") else rel.with_name(rel.name + ".yaml")
+    if not rel.is_absolute() and (root / rel).is_file():
+        return root / rel
+    hits = sorted(root.rglob(rel.name), key=lambda p: (len(p.relative_to(root).parts), str(p)))
+    if hits and (len(hits) == 1 or len(hits[0].parts) < len(hits[1].parts)):
+        return hits[0]
+    if hits:
+        shown = ", ".join(str(p.relative_to(root)) for p in hits)
+        raise ConfigError(f"{name}: several packaged configs have that name ({shown}); give its folder too")
+    names = [str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml") if not p.name.startswith("_")]
+    close = difflib.get_close_matches(str(rel.with_suffix("")), names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see deepfake_ssat/configs"
+    raise ConfigError(f"{name}: config file not found (neither a file nor a packaged config){hint}")
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
-    """Read ``path`` (following ``_base_``), apply ``key=value`` overrides, validate, return a Config."""
+    """Read ``path`` (a file, or a packaged config's name: :func:`find_config`) following ``_base_``,
+    apply ``key=value`` overrides, validate, return a Config."""
+    path = find_config(path)
     origins: dict[str, str] = {"": str(_display(Path(path).resolve()))}
     tree = _load_tree(Path(path), origins)
     _merge(tree, parse_overrides(overrides or []), origins, "--opts")

@@ -8,7 +8,6 @@ from .config import load_config
 from .engine import fit
 from .io import atomic_write_json
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DIGITS_RUNS = {"scratch": "digits_vit_tiny_scratch.yaml", "SSAT": "digits_vit_tiny_ssat.yaml"}
 
 
@@ -18,7 +17,7 @@ def run_digits_demo(out_root: str | Path, epochs: int | None = None, seed: int =
     rows = []
     for mode, name in DIGITS_RUNS.items():
         opts = [f"train.seed={seed}"] + ([f"train.epochs={epochs}"] if epochs else [])
-        cfg = load_config(CONFIG_DIR / name, opts)
+        cfg = load_config(name, opts)
         summary = fit(cfg, out_root / Path(name).stem)
         rows.append({"mode": mode, "config": f"configs/{name}", "epochs": cfg.train.epochs, **summary})
     atomic_write_json(out_root / "results.json", rows)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from .faces.layouts import VideoSpec, write_dfdc, write_ffpp
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def build_demo_data(data: Path, quick: bool = False) -> dict[str, Path]:
@@ -36,7 +35,7 @@ def build_demo_data(data: Path, quick: bool = False) -> dict[str, Path]:
 def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     """Run every stage into ``out``; returns a summary (also ``out/demo.json``)."""
     from .analysis.cli import analyze_main
-    from .config import load_config
+    from .config import find_config, load_config
     from .engine import fit
     from .io import atomic_write_json
     from .eval.ffpp import cross_manipulation, write_table, zero_shot
@@ -69,7 +68,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     # tiny model, tiny data: no augmentation (at 32 px the clip augmentation hides what it must learn)
     recipe = ["train.blr=5.0e-2", f"data.batch_size={2 if quick else 8}", "data.augment=false",
               "train.warmup_epochs=1"]
-    cfg = load_config(CONFIG_DIR / "tiny" / "dfdc_videomae_095.yaml",
+    cfg = load_config("tiny/dfdc_videomae_095.yaml",
                       [f"data.root={crops['dfdc']}", f"train.epochs={2 if quick else 60}", *recipe])
     dfdc_run = out / "dfdc_videomae_095"
     dfdc = fit(cfg, dfdc_run)
@@ -81,7 +80,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     name = "VideoMAE (0.95) + SSAT"
     records = zero_shot(checkpoint, crops["ffpp"], out / "ffpp_eval", name, splits)
     records += cross_manipulation(
-        CONFIG_DIR / "tiny" / "ffpp_videomae_095.yaml", crops["ffpp"], out / "ffpp_eval", name, ["NeuralTextures"],
+        find_config("tiny/ffpp_videomae_095.yaml"), crops["ffpp"], out / "ffpp_eval", name, ["NeuralTextures"],
         checkpoint, splits_dir=splits, opts=[f"train.epochs={1 if quick else 20}", *recipe])
     paths = write_table(out / "ffpp_eval", records)
     stage("ffpp")

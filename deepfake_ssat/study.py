@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 from .config import ConfigError, dump_config, load_config
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _train(config: str | Path, opts: list[str], out: Path) -> tuple[dict, bool]:
@@ -123,8 +122,8 @@ def sweep_main(argv: list[str] | None = None) -> int:
 
 
 DIGITS_VARIANTS = {
-    "scratch": (CONFIG_DIR / "digits_vit_tiny_scratch.yaml", []),
-    "ssat": (CONFIG_DIR / "digits_vit_tiny_ssat.yaml", []),
+    "scratch": ("digits_vit_tiny_scratch.yaml", []),
+    "ssat": ("digits_vit_tiny_ssat.yaml", []),
 }
 GOAL_POINTS = 2.0  # SSAT should beat scratch by this many test top-1 points
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from ..faces.datasets import FFPP_COMPRESSIONS, FFPP_PAPER_METHODS
 
 METHOD_CHOICES = (*FFPP_PAPER_METHODS, "all")
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +48,7 @@ def eval_ff_main(argv: list[str] | None = None) -> int:
     if args.zero_shot and args.checkpoint is None:
         parser.error("--zero-shot needs --checkpoint")
 
-    from ..config import ConfigError
+    from ..config import ConfigError, find_config
     from ..engine.pretrained import PretrainedError
     from ..engine.runtime import tune_malloc
     from ..engine.runtime import resolve_device
@@ -81,7 +80,7 @@ def eval_ff_main(argv: list[str] | None = None) -> int:
                            args.compression or "c23", device, strategy=args.strategy))
         if args.leave_out:
             folds = None if "all" in args.leave_out else list(dict.fromkeys(args.leave_out))
-            config = args.config or CONFIGS / ("ffpp_videomae_scratch.yaml" if args.scratch else "ffpp_videomae_095.yaml")
+            config = find_config(args.config or ("ffpp_videomae_scratch" if args.scratch else "ffpp_videomae_095"))
             cross_manipulation(config, args.data_root, args.out, name, folds, args.checkpoint, args.scratch,
                                args.splits_dir, opts, device, args.strategy, on_fold=lambda r: keep([r]))
         paths = write_table(args.out, done)
