@@ -50,6 +50,26 @@ class DecoderConfig:
 
 
 @dataclass
+class SimCLRConfig:
+    """``ssat.simclr``: projection head and NT-Xent temperature of the SimCLR auxiliary task."""
+    proj_dim: int = 128
+    hidden_dim: int = 512
+    temperature: float = 0.1
+
+
+@dataclass
+class DINOConfig:
+    """``ssat.dino``: head, temperatures, centring and teacher EMA of the DINO auxiliary task."""
+    out_dim: int = 1024
+    hidden_dim: int = 512
+    bottleneck_dim: int = 128
+    teacher_temp: float = 0.04
+    student_temp: float = 0.1
+    center_momentum: float = 0.9
+    ema: float = 0.996  # teacher EMA momentum at the start; raised to 1 on a cosine schedule
+
+
+@dataclass
 class SSATConfig:
     """Joint loss ``lam * CE + (1 - lam) * MSE_masked``; lam 1 = scratch, lam 0 = MAE pre-training."""
     lam: float = 0.1
@@ -60,16 +80,17 @@ class SSATConfig:
     # uses SimMIM's), or "simclr" / "dino" on two augmented views of each image (image datasets and
     # digits only; the decoder section is then unused). lam = 1 is scratch whatever the task.
     aux: str = "mae"
-    simclr_proj_dim: int = 128
-    simclr_hidden_dim: int = 512
-    simclr_temperature: float = 0.1
-    dino_out_dim: int = 1024
-    dino_hidden_dim: int = 512
-    dino_bottleneck_dim: int = 128
-    dino_teacher_temp: float = 0.04
-    dino_student_temp: float = 0.1
-    dino_center_momentum: float = 0.9
-    dino_ema: float = 0.996  # teacher EMA momentum at the start; raised to 1 on a cosine schedule
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+    dino: DINOConfig = field(default_factory=DINOConfig)
+
+
+# Keys renamed since configs were first written: old dotted key -> new one. An old key in a YAML
+# file or --opts is an error that names the new key; in a stored (checkpoint) config it is mapped.
+RENAMED = {
+    **{f"ssat.simclr_{k}": f"ssat.simclr.{k}" for k in ("proj_dim", "hidden_dim", "temperature")},
+    **{f"ssat.dino_{k}": f"ssat.dino.{k}" for k in ("out_dim", "hidden_dim", "bottleneck_dim", "teacher_temp",
+                                                    "student_temp", "center_momentum", "ema")},
+}
 
 
 @dataclass
@@ -259,6 +280,8 @@ def _build(cls: type, tree: dict, origins: dict[str, str], prefix: str = "") -> 
         if key not in hints:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+            if prefix + str(key) in RENAMED:
+                hint = f" (renamed: now {RENAMED[prefix + str(key)]})"
             raise ConfigError(f"{origins.get(prefix + str(key), '<input>')}: {prefix}{key}: unknown key{hint}")
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -273,13 +296,51 @@ def _build(cls: type, tree: dict, origins: dict[str, str], prefix: str = "") -> 
     return cls(**kwargs)
 
 
+def _upgrade_renamed(tree: dict) -> dict:
+    """A copy of ``tree`` with every old key of :data:`RENAMED` moved to its new dotted place
+    (a value already at the new place wins)."""
+    tree = _copy_tree(tree)
+    for old, new in RENAMED.items():
+        *old_parents, old_leaf = old.split(".")
+        node = tree
+        for part in old_parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or old_leaf not in node:
+            continue
+        value = node.pop(old_leaf)
+        *new_parents, new_leaf = new.split(".")
+        dst = tree
+        for part in new_parents:
+            if not isinstance(dst.get(part), dict):
+                dst[part] = {}
+            dst = dst[part]
+        dst.setdefault(new_leaf, value)
+    return tree
+
+
+def _copy_tree(tree: dict) -> dict:
+    return {k: _copy_tree(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
 def config_from_dict(tree: dict, source: str = "<dict>", overrides: list[str] | None = None) -> Config:
-    """Build a :class:`Config` from a plain nested dict (e.g. one stored in a checkpoint)."""
+    """Build a :class:`Config` from a plain nested dict (e.g. one stored in a checkpoint).
+
+    Keys renamed since (:data:`RENAMED`, e.g. ``ssat.simclr_temperature``) are accepted here and
+    moved to their new place, so that checkpoints written before the rename still load; YAML files
+    and ``--opts`` get an error naming the new key instead.
+    """
     origins: dict[str, str] = {"": source}
     merged: dict = {}
-    _merge(merged, tree, origins, source)
+    _merge(merged, _upgrade_renamed(tree), origins, source)
     _merge(merged, parse_overrides(overrides or []), origins, "--opts")
     return _build(Config, merged, origins)
+
+
+def load_run_config(path: str | os.PathLike) -> Config:
+    """A run folder's saved ``config.yaml`` (fully resolved by :func:`dump_config`): read like a
+    checkpoint's config, so runs written before a key was renamed (:data:`RENAMED`) still load."""
+    path = Path(path)
+    return config_from_dict(_read_yaml(path), source=str(_display(path.resolve())))
 
 
 def packaged_configs() -> Path:
@@ -291,8 +352,10 @@ def find_config(name: str | os.PathLike) -> Path:
     """``name`` as a config file: an existing path, else a packaged config named with or without its
     folder and ``.yaml`` (``dfdc_videomae_095``, ``video/dfdc_videomae_095.yaml``, ``configs/...``).
 
-    A bare file name matching several packaged configs picks the one in the shallowest folder
-    (``video/x.yaml`` before ``video/tiny/x.yaml``); a tie is a one-line :class:`ConfigError`.
+    A name that is not a full packaged path matches the packaged configs whose path ends with it
+    (``tiny/x`` finds ``video/tiny/x.yaml``; an absolute path never does). Several matches pick the
+    one in the shallowest folder (``video/x.yaml`` before ``video/tiny/x.yaml``); a tie is a
+    one-line :class:`ConfigError`.
     """
     path = Path(name)
     if path.is_file():
@@ -302,13 +365,15 @@ def find_config(name: str | os.PathLike) -> Path:
     rel = rel if rel.suffix in (".yaml", ".yml") else rel.with_name(rel.name + ".yaml")
     if not rel.is_absolute() and (root / rel).is_file():
         return root / rel
-    hits = sorted(root.rglob(rel.name), key=lambda p: (len(p.relative_to(root).parts), str(p)))
+    hits = sorted((p for p in root.rglob(rel.name) if p.relative_to(root).parts[-len(rel.parts):] == rel.parts),
+                  key=lambda p: (len(p.relative_to(root).parts), str(p)))
     if hits and (len(hits) == 1 or len(hits[0].parts) < len(hits[1].parts)):
         return hits[0]
     if hits:
         shown = ", ".join(str(p.relative_to(root)) for p in hits)
         raise ConfigError(f"{name}: several packaged configs have that name ({shown}); give its folder too")
-    names = [str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml") if not p.name.startswith("_")]
+    names = [str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml")
+             if not any(part.startswith("_") for part in p.relative_to(root).parts)]  # not the bases
     close = difflib.get_close_matches(str(rel.with_suffix("")), names, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see deepfake_ssat/configs"
     raise ConfigError(f"{name}: config file not found (neither a file nor a packaged config){hint}")

@@ -1,26 +1,17 @@
-"""Export the inference encoder + head of a checkpoint: safetensors (to share), ONNX, TorchScript, ``torch.export``.
+"""Export a checkpoint's inference encoder + head: safetensors (to share), ONNX, TorchScript, ``torch.export``.
 
-``safetensors`` writes the weights (which cannot carry code) and a JSON beside them with the model
-config, the preprocessing and the weights' sha256: the way to publish a trained detector;
-``Detector`` / ``tools/predict.py --checkpoint`` and ``train.init_from`` read it back.
-
-The exported graph maps normalised face clips ``clips [B, 3, T, S, S]`` float32 (batch axis dynamic)
-to ``logits [B, 2]``; ``softmax(logits)[:, 1]`` is the fake probability. Clips are built as
-:func:`deepfake_ssat.data.transforms.clip_tensor` builds them (ImageNet mean/std, RGB). Every export is
-reloaded and checked against the PyTorch model on a clip batch of another size than the traced one.
+The exported graph maps normalised face clips ``clips [B, 3, T, S, S]`` float32 (batch axis dynamic) to
+``logits [B, 2]``; ``softmax(logits)[:, 1]`` is the fake probability. Every export is reloaded and checked
+against the PyTorch model (:func:`export_model`).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .runcli import fail, interrupted, tool_command
 
 FORMATS = ("safetensors", "onnx", "torchscript", "pt2")
 SUFFIXES = {".safetensors": "safetensors", ".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "pt2"}
@@ -68,7 +59,11 @@ def detector_preprocessing(img_size: int, num_frames: int, crop_scale: float) ->
 
 def _export_safetensors(encoder: nn.Module, cfg, path: Path, crop_scale: float):
     """``<stem>.safetensors`` + ``<stem>.json`` (:func:`~deepfake_ssat.engine.weights.save_detector`),
-    reloaded through the same loader that predict uses."""
+    reloaded through the same loader that predict uses.
+
+    The weights (which cannot carry code) and a JSON beside them with the model config, the preprocessing
+    and the weights' sha256: the way to publish a trained detector; ``Detector`` /
+    ``tools/predict.py --checkpoint`` and ``train.init_from`` read it back."""
     from .config import config_to_dict
     from .engine.weights import load_inference_model, save_detector
     from .inference import model_geometry
@@ -89,6 +84,7 @@ def export_model(checkpoint: str | Path, out_path: str | Path, format: str = "on
     batch), ``img_size``, ``num_frames``, ``mean``/``std`` of the input normalisation and
     ``max_abs_diff`` on the check clip; raises :class:`ExportMismatch` when that is ``>= atol``.
     ``crop_scale``: the face crop the training data used, recorded beside a safetensors export.
+    Clips are built as :func:`deepfake_ssat.data.transforms.clip_tensor` builds them (ImageNet mean/std, RGB).
     """
     from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from .engine.weights import load_inference_model
@@ -123,38 +119,3 @@ def export_model(checkpoint: str | Path, out_path: str | Path, format: str = "on
             "checked_batch": int(clip.shape[0]), "max_abs_diff": diff}
 
 
-def export_main(argv: list[str] | None = None) -> int:
-    """Exit 0 on a checked export; 2 on a usage error (checkpoint, format, missing exporter package);
-    1 when the export does not match PyTorch."""
-    parser = argparse.ArgumentParser(
-        prog="export.py", description="Export a checkpoint's encoder + head (clips -> logits, dynamic batch) and "
-                                      "check it against PyTorch on random clips; prints a JSON summary.")
-    parser.add_argument("--checkpoint", required=True, help="training checkpoint (best.pt / last.pt)")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="output file (.safetensors [+ .json beside it], .onnx, .pt / .ts, .pt2)")
-    parser.add_argument("--format", choices=FORMATS,
-                        help="safetensors (weights + JSON config: to share a detector), onnx (needs onnx, "
-                             "onnxscript, onnxruntime: pip install -e .[dev]), torchscript or pt2 (torch.export); "
-                             "default from the --out suffix")
-    parser.add_argument("--crop-scale", type=float, default=1.3,
-                        help="face crop of the training data (extract_faces.py --crop-scale), recorded beside a "
-                             "safetensors export (default 1.3)")
-    parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted |difference| (default 1e-4)")
-    args = parser.parse_args(argv)
-    fmt = args.format or SUFFIXES.get(args.out.suffix.lower())
-    if fmt is None:
-        parser.error(f"--format is needed: cannot tell it from {args.out.name!r} (.safetensors, .onnx, .pt, .ts, .pt2)")
-    try:
-        result = export_model(args.checkpoint, args.out, fmt, atol=args.atol, crop_scale=args.crop_scale)
-    except ModuleNotFoundError as e:
-        print(f"error: {e.name} is not installed; ONNX export needs onnx, onnxscript and onnxruntime "
-              f"(pip install -e .[dev])", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError, OSError) as e:
-        return fail(e)
-    except ExportMismatch as e:
-        return fail(e, code=1)
-    except KeyboardInterrupt:
-        return interrupted(f"the export to {args.out} may be incomplete", tool_command("export.py", argv))
-    print(json.dumps(result))
-    return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -86,37 +85,6 @@ def _pm(stat: dict) -> str:
     return "-" if stat["mean"] is None else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
 
 
-def sweep_main(argv: list[str] | None = None) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(prog="sweep_lambda.py", description="Train one config at several ssat.lam "
-                                     "values (paper Fig. 3) and tabulate accuracy per lambda.")
-    parser.add_argument("--config", required=True, help="configs/<name>.yaml (an SSAT config)")
-    parser.add_argument("--lams", default="0.1,0.3,0.5,0.7,0.9,1.0",
-                        help="comma-separated lambdas (default 0.1,0.3,0.5,0.7,0.9,1.0; 1.0 = scratch)")
-    parser.add_argument("--seeds", default="0", help="comma-separated train.seed values (default 0)")
-    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
-    parser.add_argument("--out", help="default runs/sweep_lambda/<config-name>")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
-    from .engine.runtime import tune_malloc
-    tune_malloc()
-    try:
-        lams = [float(v) for v in args.lams.split(",") if v.strip()]
-        seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
-    except ValueError:
-        print("error: --lams takes comma-separated numbers and --seeds comma-separated integers", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else Path("runs/sweep_lambda") / Path(args.config).stem
-    try:
-        result = sweep_lambda(args.config, lams, out, args.opts, seeds)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=2) if args.json else format_sweep(result))
-    print(f"runs and sweep.json in {out}", file=sys.stderr)
-    return 0
-
-
 # ---------------------------------------------------------------------------------------------
 # Digits fidelity study
 
@@ -131,7 +99,7 @@ GOAL_POINTS = 2.0  # SSAT should beat scratch by this many test top-1 points
 def digits_study(out_root: str | Path, epochs: int | None = 20, seeds: Sequence[int] = (0, 1, 2),
                  opts: Sequence[str] = (), variants: dict[str, tuple[Path, list[str]]] | None = None,
                  command: str | None = None) -> dict[str, Any]:
-    """Scratch and SSAT ViTs on digits (``configs/digits_vit_tiny_*``), same epochs, every seed;
+    """Scratch and SSAT ViTs on digits (``configs/image/digits/digits_vit_tiny_*``), same epochs, every seed;
     extra ``variants`` (name -> (config, overrides)) run beside them. Writes ``out_root/study.json``.
 
     Seeds vary the initialisation, augmentation and batch order; the data split stays fixed
@@ -190,39 +158,3 @@ def format_study(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def study_main(argv: list[str] | None = None) -> int:
-    import argparse
-    import shlex
-    parser = argparse.ArgumentParser(prog="digits_study.py", description="ViT scratch vs ViT + SSAT on the bundled "
-                                     "digits, same epochs, several seeds: mean ± std of test top-1.")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs of every run (default 20)")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated train.seed values (default 0,1,2)")
-    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
-    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
-                        help="an extra SSAT variant: name then overrides of configs/digits_vit_tiny_ssat.yaml, "
-                             "e.g. --variant lam0.3 ssat.lam=0.3 (repeatable)")
-    parser.add_argument("--out", default="runs/digits_study", help="default runs/digits_study")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
-    from .engine.runtime import tune_malloc
-    tune_malloc()
-    try:
-        seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
-    except ValueError:
-        print("error: --seeds takes comma-separated integers", file=sys.stderr)
-        return 2
-    variants = {}
-    for name, *extra in args.variant:
-        if name in DIGITS_VARIANTS:
-            print(f"error: --variant {name}: the name is taken; pick another", file=sys.stderr)
-            return 2
-        variants[name] = (DIGITS_VARIANTS["ssat"][0], extra)
-    command = shlex.join(["python", "tools/digits_study.py"] + (sys.argv[1:] if argv is None else list(argv)))
-    try:
-        result = digits_study(args.out, args.epochs, seeds, args.opts, variants, command)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=2) if args.json else format_study(result))
-    print(f"runs and study.json in {args.out}", file=sys.stderr)
-    return 0

@@ -1,13 +1,11 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from deepfake_ssat.config import load_config
 
-from deepfake_ssat.config import load_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_DIGITS = """
 model:
@@ -48,9 +46,8 @@ def tiny_cfg(tiny_config_file: Path):
 
 
 def run_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    """The environment of a tool run as a subprocess (the package is installed: no path set-up)."""
+    return dict(os.environ)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +56,7 @@ def face_data(tmp_path_factory):
     videos, extracted by tools/extract_faces.py (8 frames per video, 48 px crops)."""
     from types import SimpleNamespace
 
-    from deepfake_ssat.faces.cli import extract_main
+    from deepfake_ssat.commands.extract_faces import main as extract_main
     from deepfake_ssat.faces.layouts import write_dfdc, write_ffpp
 
     root = tmp_path_factory.mktemp("face_data")

@@ -16,7 +16,7 @@ from deepfake_ssat.analysis import (HessianOperator, attention_distribution, att
                                     top_eigenvalues, unpatchify, upsample_map)
 from deepfake_ssat.analysis import plots
 from deepfake_ssat.analysis.hessian import model_losses, unfused_attention
-from deepfake_ssat.analysis.cli import analyze_main
+from deepfake_ssat.commands.analyze import main as analyze_main
 from deepfake_ssat.config import load_config
 from deepfake_ssat.engine import build_model, fit, load_checkpoint, save_checkpoint, strip_decoder
 from deepfake_ssat.models import create_model, patchify
@@ -301,7 +301,7 @@ def test_cli_several_checkpoints_and_a_decoderless_one(digits_runs, tmp_path, ca
 
 
 def test_checkpoint_labels_are_unique():
-    from deepfake_ssat.analysis.cli import checkpoint_names
+    from deepfake_ssat.analysis.runner import checkpoint_names
     assert checkpoint_names([Path("runs/ssat/last.pt"), Path("runs/scratch/last.pt")]) == ["ssat", "scratch"]
     assert checkpoint_names([Path("r/ssat/best.pt"), Path("r/ssat/last.pt")]) == ["ssat/best", "ssat/last"]
     with pytest.raises(ValueError, match="given twice"):
@@ -325,7 +325,7 @@ def test_cli_errors_are_one_line(digits_runs, tmp_path, capsys, argv, message):
 @pytest.mark.parametrize("aux", ["simclr", "dino"])
 def test_multiview_checkpoints_load_for_analysis(tiny_cfg, tmp_path, aux):
     """SimCLR / DINO runs are analysed through their encoder; the auxiliary heads are left out."""
-    from deepfake_ssat.analysis.cli import load_for_analysis
+    from deepfake_ssat.analysis.runner import load_for_analysis
     from deepfake_ssat.engine import fit, load_checkpoint
 
     fit(tiny_cfg("data.subset_size=64", "data.batch_size=8", "train.epochs=1", f"ssat.aux={aux}"), tmp_path,

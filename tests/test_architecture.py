@@ -23,8 +23,8 @@ LAYERS = {
     "eval": 4,
     "inference": 5, "analysis": 5,
     "export": 6,
-    "demo": 7, "demo_video": 7, "study": 7, "bench": 7,
-    "cli": 8, "commands": 8,
+    "study": 7, "bench": 7,
+    "commands": 8,
 }
 
 
@@ -65,7 +65,7 @@ def test_no_import_runs_up_a_layer():
 
 
 def test_face_extraction_does_not_load_the_training_engine():
-    code = ("import sys, deepfake_ssat.faces.extract, deepfake_ssat.faces.cli, deepfake_ssat.faces.detect\n"
+    code = ("import sys, deepfake_ssat.faces.extract, deepfake_ssat.faces.detect, deepfake_ssat.commands.extract_faces\n"
             "heavy = [m for m in sys.modules if m.startswith(('deepfake_ssat.engine', 'tensorboard', "
             "'torch.utils.tensorboard', 'timm'))]\n"
             "print(heavy)\nsys.exit(bool(heavy))")
@@ -108,5 +108,5 @@ def test_every_wrapper_speaks_the_training_step_contract(tiny_cfg, aux, opts):
 
 def test_configs_of_every_kind_build(tiny_config_file):
     """A video config and the tiny image config give models of the same contract."""
-    for cfg in (load_config(ROOT / "configs/tiny/dfdc_videomae_095.yaml"), load_config(tiny_config_file)):
+    for cfg in (load_config("video/tiny/dfdc_videomae_095"), load_config(tiny_config_file)):
         assert isinstance(build_model(cfg, 2).encoder, Encoder)

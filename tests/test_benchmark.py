@@ -1,18 +1,15 @@
 """Fast checks of the ``model`` benchmark on the tiny video encoder (1 repeat, no warm-up)."""
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from deepfake_ssat.bench.model import (  # noqa: E402
+from deepfake_ssat.commands.benchmark import main as benchmark_main
+from deepfake_ssat.bench.model import (
     CpuMonitor, benchmark_model, build_variants, count_step_flops, format_summary, make_batch, make_optimizer,
     run_model_benchmark, time_interleaved)
 
@@ -129,15 +126,8 @@ def test_cli_model_json():
     _check_model_result(result["models"]["tiny"])
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("benchmark_cli", ROOT / "tools" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_unknown_model_fails_cleanly(capsys):
-    rc = _load_cli().main(["model", "--json", "--models", "nope", "--matmul-size", "64", "--threads", "1"])
+    rc = benchmark_main(["model", "--json", "--models", "nope", "--matmul-size", "64", "--threads", "1"])
     captured = capsys.readouterr()
     assert rc == 2
     assert "nope" in captured.err and captured.out == ""
@@ -145,7 +135,7 @@ def test_cli_unknown_model_fails_cleanly(capsys):
 
 def test_cli_requires_a_subcommand(capsys):
     with pytest.raises(SystemExit) as e:
-        _load_cli().main([])
+        benchmark_main([])
     assert e.value.code == 2
 
 

@@ -9,20 +9,20 @@ import pytest
 import torch
 from conftest import ROOT
 
-from deepfake_ssat.cli import train_main
+from deepfake_ssat.commands.train import main as train_main
 from deepfake_ssat.config import config_to_dict, load_config
 from deepfake_ssat.engine import fit, load_checkpoint, save_checkpoint
 from deepfake_ssat.engine.build import build_model
 from deepfake_ssat.engine.checkpoint import CheckpointError, capture_rng, restore_rng
 from deepfake_ssat.engine.pretrained import load_pretrained
 from deepfake_ssat.engine.weights import read_detector
-from deepfake_ssat.eval.cli import eval_ff_main
-from deepfake_ssat.export import export_main
+from deepfake_ssat.commands.eval_ff import main as eval_ff_main
+from deepfake_ssat.commands.export import main as export_main
 from deepfake_ssat.inference import Detector
-from deepfake_ssat.analysis.cli import analyze_main
+from deepfake_ssat.commands.analyze import main as analyze_main
 from deepfake_ssat.commands.predict import main as predict_main
 
-TINY_VIDEO = ROOT / "configs/tiny/dfdc_videomae_scratch.yaml"
+TINY_VIDEO = ROOT / "configs/video/tiny/dfdc_videomae_scratch.yaml"
 
 
 class Payload:
@@ -185,7 +185,7 @@ def test_safetensors_detector_round_trip_and_tamper(tmp_path, capsys):
     ("ssat.label_smoothing=-0.1", "ssat.label_smoothing"),
 ])
 def test_bad_training_options_are_one_line(opt, words, tmp_path, capsys):
-    config = ROOT / "configs/tiny/dfdc_videomae_095.yaml"  # 2x4x4 tubelet grid: 0.01 masks none of 16
+    config = ROOT / "configs/video/tiny/dfdc_videomae_095.yaml"  # 2x4x4 tubelet grid: 0.01 masks none of 16
     assert train_main(["--config", str(config), "--opts", opt, "--out", str(tmp_path / "run")]) == 2
     assert words in one_error_line(capsys)
 

@@ -1,8 +1,10 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from deepfake_ssat.config import Config, ConfigError, config_from_dict, config_to_dict, dump_config, load_config
+from deepfake_ssat.config import (RENAMED, Config, ConfigError, config_from_dict, config_to_dict, dump_config,
+                                  find_config, load_config, load_run_config, packaged_configs)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,8 +15,8 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_shipped_digits_configs_load():
-    ssat = load_config(ROOT / "configs/digits_vit_tiny_ssat.yaml")
-    scratch = load_config(ROOT / "configs/digits_vit_tiny_scratch.yaml")
+    ssat = load_config("digits_vit_tiny_ssat")
+    scratch = load_config("digits_vit_tiny_scratch")
     assert ssat.decoder is not None and ssat.ssat.lam == 0.1
     assert scratch.decoder is None and scratch.ssat.lam == 1.0
     assert scratch.model == ssat.model and scratch.train == ssat.train and scratch.data == ssat.data
@@ -96,7 +98,77 @@ def test_missing_file_and_invalid_yaml(tmp_path):
 
 
 def test_round_trip_through_dict_and_yaml(tmp_path):
-    cfg = load_config(ROOT / "configs/digits_vit_tiny_ssat.yaml", ["train.epochs=3"])
+    cfg = load_config("digits_vit_tiny_ssat", ["train.epochs=3"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
     again = load_config(write(tmp_path / "dumped.yaml", dump_config(cfg)))
     assert again == cfg and isinstance(again, Config)
+
+
+def test_aux_settings_are_nested_under_ssat_simclr_and_ssat_dino():
+    cfg = load_config("cifar10_vit_tiny_dino", ["ssat.dino.ema=0.99", "ssat.simclr.temperature=0.2"])
+    assert cfg.ssat.aux == "dino" and cfg.ssat.dino.ema == 0.99 and cfg.ssat.dino.out_dim == 1024
+    assert cfg.ssat.simclr.temperature == 0.2 and cfg.ssat.simclr.proj_dim == 128
+
+
+@pytest.mark.parametrize("old, new", [("ssat.simclr_temperature", "ssat.simclr.temperature"),
+                                      ("ssat.dino_ema", "ssat.dino.ema")])
+def test_old_flat_aux_key_is_one_line_error_naming_the_new_key(tmp_path, old, new):
+    with pytest.raises(ConfigError) as e:
+        load_config("digits_vit_tiny_ssat", [f"{old}=0.5"])
+    assert str(e.value) == f"--opts: {old}: unknown key (renamed: now {new})"
+    leaf = old.split(".")[1]
+    path = write(tmp_path / "old.yaml", f"model: {{name: vit_test}}\ndata: {{name: digits}}\nssat: {{{leaf}: 0.5}}\n")
+    with pytest.raises(ConfigError, match=rf"old\.yaml: {old}: unknown key \(renamed: now {new}\)$"):
+        load_config(path)
+
+
+def test_checkpoint_config_with_old_flat_aux_keys_still_loads(tmp_path):
+    stored = config_to_dict(load_config("cifar10_vit_tiny_simclr"))
+    flat = {k: v for k, v in stored["ssat"].items() if k not in ("simclr", "dino")}
+    flat.update({"simclr_temperature": 0.3, "simclr_proj_dim": 64, "dino_ema": 0.99, "dino_out_dim": 256})
+    old = {**stored, "ssat": flat}  # as written by a checkpoint before the rename
+    cfg = config_from_dict(old, source="old.pt")
+    assert (cfg.ssat.simclr.temperature, cfg.ssat.simclr.proj_dim, cfg.ssat.simclr.hidden_dim) == (0.3, 64, 512)
+    assert (cfg.ssat.dino.ema, cfg.ssat.dino.out_dim, cfg.ssat.dino.teacher_temp) == (0.99, 256, 0.04)
+    assert "simclr_temperature" in old["ssat"]  # the stored dict is not modified
+    # a run folder's config.yaml written before the rename (read by cost_report) too
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    assert load_run_config(tmp_path / "config.yaml") == cfg
+    assert len(RENAMED) == 10 and all(new == old.replace("simclr_", "simclr.").replace("dino_", "dino.")
+                                      for old, new in RENAMED.items())
+
+
+def test_find_config_resolves_names_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = packaged_configs()
+    video = root / "video" / "dfdc_videomae_095.yaml"
+    for name in ("dfdc_videomae_095", "dfdc_videomae_095.yaml", "video/dfdc_videomae_095.yaml",
+                 "video/dfdc_videomae_095", "configs/video/dfdc_videomae_095.yaml"):
+        assert find_config(name).resolve() == video.resolve(), name
+    digits = root / "image" / "digits" / "digits_vit_tiny_ssat.yaml"
+    for name in ("digits_vit_tiny_ssat", "image/digits/digits_vit_tiny_ssat.yaml", "digits/digits_vit_tiny_ssat"):
+        assert find_config(name).resolve() == digits.resolve(), name
+    tiny = root / "video" / "tiny" / "dfdc_videomae_095.yaml"
+    for name in ("video/tiny/dfdc_videomae_095", "tiny/dfdc_videomae_095.yaml", "configs/tiny/dfdc_videomae_095"):
+        assert find_config(name).resolve() == tiny.resolve(), name  # a folder part picks the tiny variant
+    assert load_config("dfdc_videomae_095").model.name != load_config("tiny/dfdc_videomae_095").model.name
+    with pytest.raises(ConfigError, match="config file not found"):
+        find_config(tmp_path / "video" / "dfdc_videomae_095.yaml")  # a missing absolute path is not a name
+    with pytest.raises(ConfigError, match="did you mean .*video/dfdc_videomae_095"):
+        find_config("dfdc_videomae_09")
+
+
+def test_packaged_config_tree_and_bare_names_are_unique_but_for_tiny_variants():
+    root = packaged_configs()
+    assert sorted(p.name for p in root.iterdir()) == ["image", "paper", "video"]
+    assert sorted(p.name for p in (root / "paper").iterdir()) == ["aux", "fig4", "fig5", "ssl_ft"]
+    by_name: dict[str, list] = {}
+    for path in root.rglob("*.yaml"):
+        by_name.setdefault(path.name, []).append(path.relative_to(root))
+    for name, paths in by_name.items():
+        if len(paths) > 1:
+            assert {str(p) for p in paths} == {f"video/{name}", f"video/tiny/{name}"}, paths
+            assert find_config(name) == root / "video" / name
+    for path in (root / "image").rglob("*.yaml"):  # image/<dataset>/<dataset>_<model>_<mode>.yaml
+        rel = path.relative_to(root / "image")
+        assert rel.parts[0] == "_base" or rel.name.startswith(rel.parts[0] + "_"), rel

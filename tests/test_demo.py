@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from deepfake_ssat.demo_video import main
+from deepfake_ssat.commands.demo import main
 
 
 @pytest.mark.slow

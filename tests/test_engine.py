@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_env
-from deepfake_ssat.cli import train_main
+from deepfake_ssat.commands.train import main as train_main
 from deepfake_ssat.engine import (TrainingDiverged, fit, load_checkpoint, load_inference_model, save_checkpoint,
                                   strip_decoder)
 from deepfake_ssat.engine.build import build_model
@@ -188,7 +188,7 @@ def test_digits_training_beats_chance(tiny_cfg, tmp_path):
 
 
 def test_digits_demo_runs_both_modes(tmp_path):
-    from deepfake_ssat.demo import format_table, run_digits_demo
+    from deepfake_ssat.commands.demo_digits import format_table, run_digits_demo
     rows = run_digits_demo(tmp_path, epochs=1)
     assert [r["mode"] for r in rows] == ["scratch", "SSAT"]
     assert (tmp_path / "results.json").is_file()

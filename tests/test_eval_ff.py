@@ -9,13 +9,13 @@ from conftest import ROOT, run_env
 
 from deepfake_ssat.config import load_config
 from deepfake_ssat.engine import fit
-from deepfake_ssat.eval.cli import eval_ff_main
+from deepfake_ssat.commands.eval_ff import main as eval_ff_main
 
 
 @pytest.fixture(scope="module")
 def dfdc_checkpoint(face_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("dfdc_run")
-    cfg = load_config(ROOT / "configs/tiny/dfdc_videomae_095.yaml",
+    cfg = load_config("video/tiny/dfdc_videomae_095",
                       [f"data.root={face_data.dfdc}", "train.epochs=1", "data.batch_size=2"])
     fit(cfg, out)
     return out / "best.pt"
@@ -26,7 +26,7 @@ def test_zero_shot_and_cross_fold_write_table_8(face_data, dfdc_checkpoint, tmp_
     out = tmp_path / "eval"
     code = eval_ff_main(["--zero-shot", "--leave-out", "NeuralTextures", "--checkpoint", str(dfdc_checkpoint),
                          "--data-root", str(face_data.ffpp), "--splits-dir", str(face_data.splits),
-                         "--config", str(ROOT / "configs/tiny/ffpp_videomae_095.yaml"), "--name", "ssat",
+                         "--config", str(ROOT / "configs/video/tiny/ffpp_videomae_095.yaml"), "--name", "ssat",
                          "--opts", "train.epochs=1", "data.batch_size=2", "--out", str(out)])
     assert code == 0
     md = (out / "results.md").read_text()
@@ -55,7 +55,7 @@ def test_zero_shot_and_cross_fold_write_table_8(face_data, dfdc_checkpoint, tmp_
     # a second run (scratch row) merges into the same table
     assert eval_ff_main(["--leave-out", "Deepfakes", "--scratch", "--data-root", str(face_data.ffpp),
                          "--splits-dir", str(face_data.splits), "--config",
-                         str(ROOT / "configs/tiny/ffpp_videomae_scratch.yaml"), "--opts", "train.epochs=1",
+                         str(ROOT / "configs/video/tiny/ffpp_videomae_scratch.yaml"), "--opts", "train.epochs=1",
                          "data.batch_size=2", "--out", str(out)]) == 0
     models = {r["model"] for r in json.loads((out / "results.json").read_text())["records"]}
     assert models == {"ssat", "Scratch"}
@@ -101,7 +101,7 @@ def tiny_ckpts(tmp_path_factory):
     from deepfake_ssat.engine.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("tiny_ckpts")
-    cfg = load_config(ROOT / "configs/tiny/dfdc_videomae_scratch.yaml")
+    cfg = load_config("video/tiny/dfdc_videomae_scratch")
     paths = {}
     for name in ("good", "nan"):
         torch.manual_seed(0)
@@ -146,7 +146,7 @@ def test_eval_ff_ctrl_c_keeps_the_finished_protocols(face_data, tiny_ckpts, tmp_
     monkeypatch.setattr(deepfake_ssat.engine, "fit", fit)
     out = tmp_path / "eval"
     argv = _zero_shot_argv(face_data, tiny_ckpts["good"], out) + [
-        "--leave-out", "NeuralTextures", "--config", str(ROOT / "configs/tiny/ffpp_videomae_095.yaml")]
+        "--leave-out", "NeuralTextures", "--config", str(ROOT / "configs/video/tiny/ffpp_videomae_095.yaml")]
     try:
         code = eval_ff_main(argv)
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from deepfake_ssat.faces import extract as extract_mod
-from deepfake_ssat.faces.cli import extract_main
+from deepfake_ssat.commands.extract_faces import main as extract_main
 from deepfake_ssat.faces.datasets import VideoItem, discover, shard
 from deepfake_ssat.faces.extract import ExtractionParams, OutsideOutputError, run_batch, write_index
 from deepfake_ssat.faces.sampling import SamplingPolicy

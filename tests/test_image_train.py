@@ -15,16 +15,17 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from conftest import ROOT, run_env
-from deepfake_ssat.cli import train_main
+from deepfake_ssat.commands.train import main as train_main
 from deepfake_ssat.config import ConfigError, load_config
 from deepfake_ssat.data import build_datasets
 from deepfake_ssat.engine import fit, load_checkpoint
 from deepfake_ssat.engine.build import build_encoder, build_model
 from deepfake_ssat.engine.cost import CarbonFactors, cost_report
-from deepfake_ssat.engine.cost import main as cost_main
+from deepfake_ssat.commands.cost_report import main as cost_main
 from deepfake_ssat.models import SSAT
 from deepfake_ssat.models.aux_tasks import SSATMultiView, nt_xent, pooled_features
-from deepfake_ssat.study import study_main, sweep_main
+from deepfake_ssat.commands.digits_study import main as study_main
+from deepfake_ssat.commands.sweep_lambda import main as sweep_main
 
 ENCODERS = ["vit_test", "swin_test", "cvt_test", "resnet50"]
 AUX = ["mae", "simclr", "dino"]
@@ -100,12 +101,12 @@ def test_every_encoder_and_aux_task_trains_and_infers_without_auxiliary_parts(ti
 
 
 def test_dino_teacher_moves_by_ema_of_the_student_only(tiny_cfg, tmp_path):
-    cfg = _cfg(tiny_cfg, "vit_test", "dino", "ssat.dino_ema=0.9", "train.seed=3")
+    cfg = _cfg(tiny_cfg, "vit_test", "dino", "ssat.dino.ema=0.9", "train.seed=3")
     torch.manual_seed(cfg.train.seed)  # fit builds the model right after seeding: the same initial weights
     start = build_model(cfg, num_classes=10)
     fit(cfg, tmp_path / "run", max_steps=1)
     state = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
-    m = 0.9  # the cosine schedule starts at dino_ema
+    m = 0.9  # the cosine schedule starts at ssat.dino.ema
     student = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     initial = {k[len("aux.teacher_encoder."):]: v for k, v in start.state_dict().items()
                if k.startswith("aux.teacher_encoder.")}
@@ -133,9 +134,9 @@ def test_resume_is_bit_exact_with_views_teacher_and_mixup(tiny_cfg, tmp_path, op
 
 
 def test_swin_simclr_loss_is_lam_ce_plus_nt_xent_by_hand():
-    cfg = load_config(ROOT / "configs/aux/cifar10_vit_tiny_simclr.yaml",
+    cfg = load_config("paper/aux/cifar10_vit_tiny_simclr",
                       ["model.name=swin_test", "model.img_size=32", "model.drop_path_rate=0.0", "ssat.lam=0.3",
-                       "ssat.label_smoothing=0.0", "ssat.simclr_temperature=0.2"])
+                       "ssat.label_smoothing=0.0", "ssat.simclr.temperature=0.2"])
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=5).eval()
     views = [torch.randn(3, 3, 32, 32) for _ in range(2)]
@@ -202,7 +203,7 @@ def folder_root(tmp_path: Path) -> Path:
 
 
 def test_image_folder_training_with_mixup_and_perturbed_test(folder_root, tmp_path):
-    cfg = load_config(ROOT / "configs/chaoyang_vit_tiny_ssat.yaml", [
+    cfg = load_config("chaoyang_vit_tiny_ssat", [
         f"data.root={folder_root}", "model.name=vit_test", "model.img_size=32", "data.batch_size=4",
         "data.num_workers=0", "data.mixup=0.8", "data.cutmix=1.0", "data.eval_perturbed=true", "train.epochs=2",
         "train.warmup_epochs=1", "train.device=cpu", "train.log_every_steps=1"])
@@ -223,9 +224,9 @@ def test_image_folder_training_with_mixup_and_perturbed_test(folder_root, tmp_pa
 
 
 def test_missing_dataset_root_is_one_line(tmp_path, capsys):
-    for config, needle in [("configs/cifar10_vit_tiny_ssat.yaml", "cifar-10-batches-py not found"),
-                           ("configs/chaoyang_vit_tiny_scratch.yaml", "train not found"),
-                           ("configs/svhn_resnet50_scratch.yaml", "nowhere not found; download SVHN")]:
+    for config, needle in [("configs/image/cifar10/cifar10_vit_tiny_ssat.yaml", "cifar-10-batches-py not found"),
+                           ("configs/image/chaoyang/chaoyang_vit_tiny_scratch.yaml", "train not found"),
+                           ("configs/image/svhn/svhn_resnet50_scratch.yaml", "nowhere not found; download SVHN")]:
         rc = train_main(["--config", str(ROOT / config), "--out", str(tmp_path / "run"),
                          "--opts", f"data.root={tmp_path / 'nowhere'}", "train.device=cpu"])
         err = capsys.readouterr().err.strip()
@@ -241,31 +242,31 @@ def test_shipped_image_configs_load_and_pair_up():
     models = {}
     for ds in datasets:
         for model in ["vit_tiny", "vit_small", "swin_tiny", "cvt_13"]:
-            ssat = load_config(configs / f"{ds}_{model}_ssat.yaml")
-            scratch = load_config(configs / f"{ds}_{model}_scratch.yaml")
+            ssat = load_config(configs / f"image/{ds}/{ds}_{model}_ssat.yaml")
+            scratch = load_config(configs / f"image/{ds}/{ds}_{model}_scratch.yaml")
             assert ssat.ssat.lam == 0.1 and ssat.decoder is not None and ssat.ssat.aux == "mae"
             assert scratch.ssat.lam == 1.0 and scratch.decoder is None
             assert scratch.model == ssat.model and scratch.data == ssat.data and scratch.train == ssat.train
             assert ssat.train.epochs == 100 and ssat.model.img_size == 224 and ssat.data.root
             models[ssat.model.name] = ssat.model
-        resnet = load_config(configs / f"{ds}_resnet50_scratch.yaml")
+        resnet = load_config(configs / f"image/{ds}/{ds}_resnet50_scratch.yaml")
         assert resnet.ssat.lam == 1.0 and resnet.model.drop_path_rate is None
         models[resnet.model.name] = resnet.model
-    assert load_config(configs / "cifar100_vit_tiny_ssat.yaml").data.eval_perturbed
-    assert load_config(configs / "imagenet_subset_vit_tiny_ssat.yaml").data.subset_fraction == 0.1
+    assert load_config("cifar100_vit_tiny_ssat").data.eval_perturbed
+    assert load_config("imagenet_subset_vit_tiny_ssat").data.subset_fraction == 0.1
     for ssl in (50, 100):
-        pre = load_config(configs / f"ssl_ft/cifar10_vit_tiny_ssl{ssl}.yaml")
+        pre = load_config(configs / f"paper/ssl_ft/cifar10_vit_tiny_ssl{ssl}.yaml")
         assert pre.ssat.lam == 0.0 and pre.train.epochs == ssl and pre.decoder is not None
         for ft in (50, 100):
-            tune = load_config(configs / f"ssl_ft/cifar10_vit_tiny_ssl{ssl}_ft{ft}.yaml")
+            tune = load_config(configs / f"paper/ssl_ft/cifar10_vit_tiny_ssl{ssl}_ft{ft}.yaml")
             assert tune.ssat.lam == 1.0 and tune.train.epochs == ft
             assert tune.train.init_from == f"runs/ssl_ft/cifar10_vit_tiny_ssl{ssl}/last.pt"
     for aux in AUX:
-        assert load_config(configs / f"aux/cifar100_vit_tiny_{aux}.yaml").ssat.aux == aux
-    assert load_config(configs / "fig4/cifar100_vit_tiny_ssat_300ep.yaml").train.epochs == 300
-    assert load_config(configs / "fig5/imagenet_vit_tiny_scratch_25pct.yaml").data.subset_fraction == 0.25
+        assert load_config(configs / f"paper/aux/cifar100_vit_tiny_{aux}.yaml").ssat.aux == aux
+    assert load_config(configs / "paper/fig4/cifar100_vit_tiny_ssat_300ep.yaml").train.epochs == 300
+    assert load_config(configs / "paper/fig5/imagenet_vit_tiny_scratch_25pct.yaml").data.subset_fraction == 0.25
     for path in configs.rglob("*.yaml"):  # every shipped config parses (bases are partial)
-        if not path.name.startswith("_") and path.parent.name != "_image":
+        if not any(part.startswith("_") for part in path.relative_to(configs).parts):
             load_config(path)
     # every encoder the image configs name builds with their arguments
     assert sorted(models) == ["cvt_13", "resnet50", "swin_tiny_patch4_window7_224", "vit_small_patch16_224",
@@ -324,9 +325,9 @@ def test_cost_report_has_every_factor(tiny_cfg, tmp_path, capsys):
 def test_cost_matches_the_paper_for_vit_tiny():
     """Table 3: ViT-T 1.26 GFLOPs (multiply-adds), SSAT 1.67, MAE pre-training 0.43; 60 GPU hours -> 5.96 kg."""
     from deepfake_ssat.engine.cost import carbon_estimate, gflops_per_image
-    cfg = load_config(ROOT / "configs/imagenet_vit_tiny_ssat.yaml")
+    cfg = load_config("imagenet_vit_tiny_ssat")
     torch.manual_seed(0)
-    got = {lam: gflops_per_image(build_model(load_config(ROOT / "configs/imagenet_vit_tiny_ssat.yaml",
+    got = {lam: gflops_per_image(build_model(load_config("imagenet_vit_tiny_ssat",
                                                          [f"ssat.lam={lam}"]), 1000))["train_forward_gmacs"]
            for lam in (1.0, 0.1, 0.0)}
     assert cfg.model.name == "vit_tiny_patch16_224"

@@ -15,7 +15,8 @@ from deepfake_ssat.config import config_to_dict, load_config
 from deepfake_ssat.data.faceclips import FaceClipDataset, scan_extraction
 from deepfake_ssat.engine.build import build_model
 from deepfake_ssat.engine.checkpoint import save_checkpoint
-from deepfake_ssat.export import export_main, export_model
+from deepfake_ssat.commands.export import main as export_main
+from deepfake_ssat.export import export_model
 from deepfake_ssat.faces.datasets import file_item
 from deepfake_ssat.faces.detect import box_iou
 from deepfake_ssat.faces.extract import extract_video
@@ -44,7 +45,7 @@ BAD = {  # name -> (status, words in the reason or None)
 def ckpt(tmp_path_factory) -> Path:
     """An untrained tiny VideoMAE checkpoint (SSAT scratch: no decoder) as tools/train.py writes it."""
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    cfg = load_config(ROOT / "configs/tiny/dfdc_videomae_scratch.yaml")
+    cfg = load_config("video/tiny/dfdc_videomae_scratch")
     torch.manual_seed(0)
     model = build_model(cfg, 2)
     save_checkpoint(path, {"model": model.state_dict(), "config": config_to_dict(cfg), "meta": {"epoch": 0}})

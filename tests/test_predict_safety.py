@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+
 from test_predict import CROP, MOVING, OPTIONS
 
 from deepfake_ssat.config import config_to_dict, load_config
@@ -27,7 +27,7 @@ def one_line(err: str) -> str:
 
 
 def _checkpoint(path: Path, nan: bool = False) -> Path:
-    cfg = load_config(ROOT / "configs/tiny/dfdc_videomae_scratch.yaml")
+    cfg = load_config("video/tiny/dfdc_videomae_scratch")
     torch.manual_seed(0)
     model = build_model(cfg, 2)
     if nan:  # a corrupted weight: every clip's logits become NaN

@@ -184,10 +184,10 @@ def test_unusable_videos_are_reported_not_dropped_silently(tmp_path, face_data, 
 
 
 def test_build_datasets_errors_name_the_key(tmp_path):
-    cfg = load_config(ROOT / "configs/tiny/dfdc_videomae_095.yaml")
+    cfg = load_config("video/tiny/dfdc_videomae_095")
     with pytest.raises(ConfigError, match="data.root: dfdc needs the output folder of tools/extract_faces.py"):
         build_datasets(cfg.data, 32, 3, 8)
-    cfg = load_config(ROOT / "configs/tiny/dfdc_videomae_095.yaml", [f"data.root={tmp_path / 'nope'}"])
+    cfg = load_config("video/tiny/dfdc_videomae_095", [f"data.root={tmp_path / 'nope'}"])
     with pytest.raises(ConfigError, match="does not exist"):
         build_datasets(cfg.data, 32, 3, 8)
 

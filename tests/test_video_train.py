@@ -18,7 +18,7 @@ FAST = ["train.epochs=4", "data.batch_size=2", "train.blr=1.0e-2", "train.warmup
 
 
 def _cfg(name: str, face_data, *opts: str):
-    return load_config(ROOT / "configs" / "tiny" / f"{name}.yaml", [f"data.root={face_data.dfdc}", *FAST, *opts])
+    return load_config(f"video/tiny/{name}", [f"data.root={face_data.dfdc}", *FAST, *opts])
 
 
 def _history(run: Path) -> list[dict]:
@@ -85,14 +85,14 @@ def test_torchrun_ddp_matches_one_process_and_resumes(face_data, tmp_path):
     a DDP run stopped after 2 updates and resumed under DDP ends where the uninterrupted one does."""
     name, common = "dfdc_videomae_scratch", [*FAST, "train.epochs=4", "data.augment=true", "data.balanced=true",
                                              "ssat.label_smoothing=0.0"]
-    single = load_config(ROOT / "configs/tiny" / f"{name}.yaml", [f"data.root={face_data.dfdc}", *common,
+    single = load_config(f"video/tiny/{name}", [f"data.root={face_data.dfdc}", *common,
                                                                     "data.batch_size=4"])
     torch.set_num_threads(1)
     try:
         fit(single, tmp_path / "one")
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
-    config = str(ROOT / "configs/tiny" / f"{name}.yaml")
+    config = str(ROOT / "configs/video/tiny" / f"{name}.yaml")
     opts = ["--opts", f"data.root={face_data.dfdc}", *common, "data.batch_size=2"]
     cut = _torchrun(["--config", config, "--out", str(tmp_path / "ddp"), "--max-steps", "2", *opts])
     assert cut.returncode == 0, cut.stderr[-2000:]

@@ -3,12 +3,7 @@
 
 Writes ``DIR/<what>.png`` and ``DIR/<what>.json`` per analysis; see deepfake_ssat/analysis/cli.py.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from deepfake_ssat.analysis.cli import analyze_main  # noqa: E402
+from deepfake_ssat.commands import analyze
 
 if __name__ == "__main__":
-    sys.exit(analyze_main())
+    analyze()

@@ -1,7 +1,6 @@
 #!/usr/bin/env python
 """Fake probability per video: ``python tools/predict.py VIDEO_OR_DIR [...] --checkpoint CKPT [--out FILE]``."""
-from deepfake_ssat.commands.predict import main
-from deepfake_ssat.runcli import run_cli
+from deepfake_ssat.commands import predict
 
 if __name__ == "__main__":
-    run_cli(main)
+    predict()

@@ -1,11 +1,7 @@
 #!/usr/bin/env python
-"""Train from a config: ``python tools/train.py --config configs/<name>.yaml [--opts k=v ...] [--out DIR]``."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from deepfake_ssat.cli import train_main  # noqa: E402
+"""Train from a config: ``python tools/train.py --config NAME|PATH [--opts k=v ...] [--out DIR]``
+(NAME: a packaged config, e.g. ``dfdc_videomae_095`` or ``video/tiny/dfdc_videomae_095``)."""
+from deepfake_ssat.commands import train
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    train()

@@ -1,13 +1,7 @@
-"""Grad-CAM over ViT patch tokens (images) and spatio-temporal tubelet tokens (video) (Fig. 10).
+"""Grad-CAM over ViT patch tokens (images) and spatio-temporal tubelet tokens (video), the paper's Fig. 10.
 
-The activations are the tokens entering block ``layer`` (default the last; the same tensor as
-pytorch-grad-cam's ``blocks[-1].norm1`` input): after the last block a class-token model's
-patch tokens no longer reach the head, so their gradients would be zero. Channel weights are the
-gradients of the target logit averaged over patch tokens; the map is ``ReLU(sum_c w_c A_c)`` on
-the token grid, upsampled to pixels / frames for display.
-
-Cost: one forward and one backward pass per batch (for ViT-B/16 at 224 px ~0.1 TFLOPs per image,
-an estimate from FLOPs).
+Input ``x`` [B, C, H, W] or [B, C, T, H, W]; the map lives on the token grid [B, h, w] / [B, t, h, w]
+(:func:`grad_cam`) and is upsampled to pixels / frames for display (:func:`upsample_map`).
 """
 from __future__ import annotations
 
@@ -25,6 +19,13 @@ def grad_cam(encoder: nn.Module, x: torch.Tensor, target: torch.Tensor | None = 
     ``target`` [B] are the classes to explain (default: the predicted ones). Returns
     ``(cam [B, *grid_size], target [B])``; ``cam`` is non-negative, on the token grid
     (``(h, w)`` or ``(t, h, w)``), not normalised.
+
+    The activations are the tokens entering block ``layer`` (default the last; the same tensor as
+    pytorch-grad-cam's ``blocks[-1].norm1`` input): after the last block a class-token model's
+    patch tokens no longer reach the head, so their gradients would be zero. Channel weights are the
+    gradients of the target logit averaged over patch tokens; the map is ``ReLU(sum_c w_c A_c)``.
+    Cost: one forward and one backward pass per batch (for ViT-B/16 at 224 px ~0.1 TFLOPs per image,
+    an estimate from FLOPs).
     """
     acts: list[torch.Tensor] = []
     handle = encoder.blocks[layer].register_forward_pre_hook(lambda _m, args: acts.append(args[0]))

@@ -1,24 +1,8 @@
 """Hessian spectrum of the training loss w.r.t. the encoder's parameters (the paper's Fig. 9).
 
-Hessian-vector products come from double backward (``autograd.grad`` of ``<grad, v>``) over
-every encoder parameter, averaged over a few fixed batches; nothing is ever materialised
-beyond vectors of the parameter count P. From them:
-
-- the top-k eigenvalues (largest in magnitude) by power iteration with deflation, as PyHessian;
-- the eigenvalue spectral density by stochastic Lanczos quadrature (SLQ): Lanczos with full
-  re-orthogonalisation from Rademacher probes, Ritz values as nodes, squared first components
-  of the Ritz vectors as weights, smoothed with a Gaussian kernel; the negative part gives the
-  mass / estimated count of negative eigenvalues and the Ritz extremes the most negative one.
-
-Fused attention kernels have no double backward, so timm attention modules run their
-explicit-softmax path inside :func:`unfused_attention` (analysis only; training is unaffected).
-
-Cost for ViT-B/16 at 224 px (an estimate from FLOPs, not a measurement): one forward pass is
-~35 GFLOPs per image and one HVP ~6 forward passes (forward, backward with graph, double
-backward), ~0.2 TFLOPs per image. With 32 images, top-3 at ~30 iterations each plus 3 SLQ
-probes of 30 steps (~180 HVPs; at most 390 with 100 power iterations each) that is ~1.2 PFLOPs:
-a few minutes on one modern GPU, hours on a desktop CPU. Lanczos keeps its basis on the
-parameters' device: ``steps * P * 4`` bytes (~10 GB for 30 steps of ViT-B's 86 M parameters).
+Hessian-vector products (double backward, averaged over a few fixed batches) on vectors [P] of the parameter
+count give the top-k eigenvalues (power iteration) and the spectral density (stochastic Lanczos quadrature);
+no [P, P] matrix is ever built. Cost and memory: :func:`hessian_spectrum`.
 """
 from __future__ import annotations
 
@@ -40,7 +24,8 @@ LossFn = Callable[[], torch.Tensor]
 @contextmanager
 def unfused_attention(module: nn.Module) -> Iterator[None]:
     """Make every timm attention module in ``module`` (those with a ``fused_attn`` switch) use its
-    explicit, twice differentiable path."""
+    explicit, twice differentiable path: fused attention kernels have no double backward. Analysis
+    only; training is unaffected."""
     attns = [m for m in module.modules() if hasattr(m, "fused_attn")]
     saved = [m.fused_attn for m in attns]
     try:
@@ -94,7 +79,7 @@ def top_eigenvalues(hvp: Callable[[torch.Tensor], torch.Tensor], dim: int, k: in
                     device: torch.device | str = "cpu") -> tuple[list[float], list[torch.Tensor]]:
     """k largest-magnitude eigenvalues of the symmetric operator ``hvp`` on R^dim, in the order found.
 
-    Power iteration on the complement of the eigenvectors already found (deflation); each stops
+    As PyHessian: power iteration on the complement of the eigenvectors already found (deflation); each stops
     when the Rayleigh quotient changes by less than ``tol`` relative. Returns values and unit
     eigenvectors [dim].
     """
@@ -148,7 +133,9 @@ def lanczos(hvp: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor,
 def slq_density(hvp: Callable[[torch.Tensor], torch.Tensor], dim: int, steps: int = 30, probes: int = 3,
                 grid_points: int = 200, sigma_fraction: float = 0.01, zero_tol: float = 1e-3,
                 generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> dict:
-    """Spectral density by stochastic Lanczos quadrature from ``probes`` Rademacher vectors.
+    """Spectral density by stochastic Lanczos quadrature from ``probes`` Rademacher vectors: Ritz values
+    of :func:`lanczos` as nodes, squared first components of the Ritz vectors as weights, smoothed
+    with a Gaussian kernel.
 
     Returns ``nodes``/``weights`` per probe, the Gaussian-smoothed density on ``grid`` (width
     ``sigma_fraction`` of the spectrum's range; integrates to ~1), ``near_zero_mass`` (estimated
@@ -216,7 +203,15 @@ def hessian_spectrum(model: SSAT, batches: Sequence[tuple[torch.Tensor, torch.Te
                      seed: int = 0) -> dict:
     """Top-``topk`` eigenvalues (at most ``power_iters`` HVPs each) and the SLQ density (``probes``
     x ``steps`` HVPs) of the ``loss`` Hessian w.r.t. the encoder's parameters on ``batches`` (model
-    in eval mode: no dropout / drop-path). Reports the HVP counts and wall time."""
+    in eval mode: no dropout / drop-path). Reports the HVP counts and wall time.
+
+    Cost for ViT-B/16 at 224 px (an estimate from FLOPs, not a measurement): one forward pass is
+    ~35 GFLOPs per image and one HVP ~6 forward passes (forward, backward with graph, double
+    backward), ~0.2 TFLOPs per image. With 32 images, top-3 at ~30 iterations each plus 3 SLQ
+    probes of 30 steps (~180 HVPs; at most 390 with 100 power iterations each) that is ~1.2 PFLOPs:
+    a few minutes on one modern GPU, hours on a desktop CPU. Lanczos keeps its basis on the
+    parameters' device: ``steps * P * 4`` bytes (~10 GB for 30 steps of ViT-B's 86 M parameters).
+    """
     params = [p for p in model.encoder.parameters() if p.requires_grad]
     op = HessianOperator(model_losses(model, batches, loss, seed), params)
     device = params[0].device

@@ -1,23 +1,32 @@
-"""Matplotlib (Agg) figures for the analyses; one PNG per analysis, checkpoints overlaid or side by side."""
+"""Matplotlib figures for the analyses; one PNG per analysis, checkpoints overlaid or side by side.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn by the Agg canvas directly: no pyplot, so no
+display, no global backend choice and no figure left open.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import torch  # noqa: E402
-
-from .recon import Reconstruction  # noqa: E402
+from .recon import Reconstruction
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def _figure(rows: int = 1, cols: int = 1, figsize: tuple[float, float] = (4.2, 3.0)) -> tuple[Figure, np.ndarray]:
+    """A figure on an Agg canvas and its ``rows x cols`` array of axes."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _display(img: torch.Tensor) -> np.ndarray:
@@ -36,7 +45,7 @@ def _masked(img: torch.Tensor, removed: torch.Tensor) -> np.ndarray:
     return out
 
 
-def _imshow(ax: plt.Axes, img: np.ndarray, title: str | None = None, overlay: np.ndarray | None = None) -> None:
+def _imshow(ax: Axes, img: np.ndarray, title: str | None = None, overlay: np.ndarray | None = None) -> None:
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
     if overlay is not None:
         ax.imshow(overlay, cmap="jet", alpha=0.45, vmin=0, vmax=1)
@@ -45,15 +54,14 @@ def _imshow(ax: plt.Axes, img: np.ndarray, title: str | None = None, overlay: np
     ax.axis("off")
 
 
-def _grid(rows: int, cols: int) -> tuple[plt.Figure, np.ndarray]:
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
-    return fig, axes
+def _grid(rows: int, cols: int) -> tuple[Figure, np.ndarray]:
+    return _figure(rows, cols, figsize=(1.6 * cols, 1.6 * rows))
 
 
 def plot_attention(dist: dict[str, dict[int, list[float]]], path: Path) -> None:
     """Sorted attention column sums: one panel per block, one line per checkpoint."""
     blocks = sorted({b for per in dist.values() for b in per})
-    fig, axes = plt.subplots(1, len(blocks), figsize=(3.2 * len(blocks), 2.8), squeeze=False)
+    fig, axes = _figure(1, len(blocks), figsize=(3.2 * len(blocks), 2.8))
     for ax, b in zip(axes[0], blocks):
         for name, per in dist.items():
             if b in per:
@@ -68,7 +76,7 @@ def plot_attention(dist: dict[str, dict[int, list[float]]], path: Path) -> None:
 
 def plot_per_block(values: dict[str, list[float]], ylabel: str, path: Path) -> None:
     """A per-block statistic, one line per checkpoint."""
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    fig, ((ax,),) = _figure(figsize=(4.2, 3.0))
     for name, v in values.items():
         ax.plot(range(len(v)), v, marker="o", label=name)
     ax.set_xlabel("block")
@@ -79,7 +87,7 @@ def plot_per_block(values: dict[str, list[float]], ylabel: str, path: Path) -> N
 
 def plot_hessian(results: dict[str, dict], path: Path) -> None:
     """Top eigenvalues (left) and the SLQ spectral density (right, log scale), per checkpoint."""
-    fig, (top, dens) = plt.subplots(1, 2, figsize=(8.4, 3.0))
+    fig, ((top, dens),) = _figure(1, 2, figsize=(8.4, 3.0))
     for name, r in results.items():
         top.plot(range(1, len(r["top_eigenvalues"]) + 1), r["top_eigenvalues"], marker="o", label=name)
         dens.semilogy(r["grid"], np.maximum(r["density"], 1e-12), label=name)
@@ -139,7 +147,7 @@ def plot_recon(x: torch.Tensor, recs: dict[str, Reconstruction], path: Path) -> 
     """
     panels = [p for name, rec in recs.items() for p in _recon_panels(rec, name)]
 
-    def cell(ax: plt.Axes, pick, panel: tuple[str, torch.Tensor, bool], title: bool) -> None:
+    def cell(ax: Axes, pick, panel: tuple[str, torch.Tensor, bool], title: bool) -> None:
         label, tensor, is_mask = panel
         img = _masked(pick(x), pick(tensor)) if is_mask else _display(pick(tensor))
         _imshow(ax, img, label if title else None)

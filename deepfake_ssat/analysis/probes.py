@@ -1,12 +1,8 @@
 """Token probes for the paper's §5.2 diagnostics: attention distribution, inter-token distance,
-feature-map variance and last-block attention maps.
+feature-map variance and last-block attention maps, on plain ViT / VideoMAE encoders.
 
-Attention is recomputed *explicitly* by forward hooks that exist only inside :func:`capture`:
-the model keeps its fused SDPA kernel, its outputs are unchanged, and the training path never
-sees a hook. Each hooked block costs one extra ``qkv`` projection and one ``[B, H, N, N]``
-softmax; for ViT-B/16 at 224 px (N = 197, D = 768, 12 heads) that is ~0.8 GFLOPs and ~1.9 MB
-of fp32 attention per image and hooked block, against ~35 GFLOPs for the whole forward pass
-(estimates from the shapes, not measured). Distances cost ~3 N^2 D (~0.1 GFLOPs) per image and block.
+Block outputs are tokens [B, N, D], attention probabilities [B, H, N, N]; attention is recomputed explicitly
+by hooks that exist only inside :func:`capture`, so the model's outputs and training path are unchanged.
 """
 from __future__ import annotations
 
@@ -79,7 +75,14 @@ class Capture:
 @torch.no_grad()
 def capture(encoder: nn.Module, x: torch.Tensor, attention_blocks: list[int] = ()) -> Capture:
     """Run ``encoder`` (eval mode) on ``x`` and record every block's output tokens and the
-    attention of ``attention_blocks``. Hooks are removed before returning."""
+    attention of ``attention_blocks``. Hooks are removed before returning.
+
+    The model keeps its fused SDPA kernel and its outputs are unchanged: the hooks recompute attention
+    explicitly. Each hooked block costs one extra ``qkv`` projection and one ``[B, H, N, N]`` softmax;
+    for ViT-B/16 at 224 px (N = 197, D = 768, 12 heads) that is ~0.8 GFLOPs and ~1.9 MB of fp32
+    attention per image and hooked block, against ~35 GFLOPs for the whole forward pass (estimates
+    from the shapes, not measured).
+    """
     result = Capture()
     handles = []
     for i, blk in enumerate(encoder.blocks):
@@ -108,7 +111,9 @@ def attention_distribution(attn: torch.Tensor) -> torch.Tensor:
 
 
 def inter_token_distance(tokens: torch.Tensor) -> torch.Tensor:
-    """Mean pairwise Euclidean distance between distinct tokens of each sample: [B, N, D] -> [B]."""
+    """Mean pairwise Euclidean distance between distinct tokens of each sample: [B, N, D] -> [B].
+
+    Cost ~3 N^2 D per image and block (~0.1 GFLOPs for ViT-B/16 at 224 px)."""
     n = tokens.shape[1]
     dist = torch.cdist(tokens, tokens, compute_mode="donot_use_mm_for_euclid_dist")  # [B, N, N]
     return dist.sum(dim=(1, 2)) / (n * (n - 1))  # the diagonal is zero

@@ -1,12 +1,7 @@
-"""MAE reconstructions of an SSAT model: input, masked input and the decoder's prediction.
+"""MAE reconstructions of an SSAT model for figures: input, masked input and the decoder's prediction.
 
-The prediction is shown as the decoder emits it. With ``norm_pix_loss`` the decoder predicts
-each patch *standardised* (zero mean, unit variance per patch), so the honest picture is the
-standardised one; the VideoMAE-style picture re-adds every patch's true mean and standard
-deviation (taken from the hidden pixels) and is returned separately, to be labelled as such.
-
-Cost: one SSAT forward (full pass + visible-token pass + decoder) per batch: for ViT-B/16 at 224 px
-~45 GFLOPs per image (an estimate from FLOPs).
+All in pixel space, in the input's shape [B, C, (T,) H, W] (:class:`Reconstruction`); patches [B, L, patch_dim]
+are cut like the mask and put back by :func:`unpatchify`.
 """
 from __future__ import annotations
 
@@ -41,6 +36,11 @@ class Reconstruction:
     is (per-patch standardised when ``standardised``); ``with_true_stats``: the prediction with each
     patch's true mean/std re-added (None without ``norm_pix_loss``); ``loss``: the masked-patch MSE
     in the loss's own target space.
+
+    The prediction is shown as the decoder emits it: with ``norm_pix_loss`` the decoder predicts each
+    patch standardised (zero mean, unit variance per patch), so the honest picture is the standardised
+    one. The VideoMAE-style picture (``with_true_stats``) re-adds every patch's true mean and standard
+    deviation, taken from the hidden pixels, and must be labelled as such.
     """
     removed: torch.Tensor
     prediction: torch.Tensor
@@ -51,7 +51,10 @@ class Reconstruction:
 
 @torch.no_grad()
 def reconstruct(model: SSAT, x: torch.Tensor, seed: int = 0) -> Reconstruction:
-    """Run ``model`` (in eval mode, mask drawn from ``seed``) on ``x`` [B, C, (T,) H, W]."""
+    """Run ``model`` (in eval mode, mask drawn from ``seed``) on ``x`` [B, C, (T,) H, W].
+
+    Cost: one SSAT forward (full pass + visible-token pass + decoder): for ViT-B/16 at 224 px
+    ~45 GFLOPs per image (an estimate from FLOPs)."""
     if model.decoder is None:
         raise ValueError("no MAE decoder in this checkpoint (scratch or stripped); reconstructions need one")
     with evaluating(model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..eval.metrics import STRATEGIES
-from ..faces.cli import add_detection_arguments
+from .extract_faces import add_detection_arguments
 from ..faces.datasets import folder_items
 from ..inference import Detector, expand_inputs
 from ..io import atomic_write_text, dumps_strict

@@ -1,14 +1,8 @@
-"""Face-clip datasets over the output of ``tools/extract_faces.py``: DFDC, FaceForensics++, Celeb-DF v2.
+"""Face-clip datasets over extracted face crops (DFDC, FaceForensics++, Celeb-DF v2): training never decodes video.
 
-The training loop never touches raw videos: it reads each video's ``manifest.json`` (through
-``index.jsonl`` where it is current) and the stored square face crops. A clip is ``num_frames``
-crops of one face track, ``frame_step`` stored frames apart, inside one extraction segment (a
-``--clips`` extraction stores several separate runs of frames; uniform extraction stores one).
-Training draws one random clip per video per epoch; evaluation uses ``eval_clips`` clips per video
-with starts spread over the video (clip geometry and pixels: :mod:`.transforms`; which videos form
-train / val / test: :mod:`.splits`). Items are ``(clip [C, T, H, W] float, label, key)``, label
-1 = fake, and ``key`` = ``dataset/method/compression/video_id`` names the video for video-level
-metrics (``-`` for an absent field), so ``Deepfakes/000_003`` and ``Face2Face/000_003`` never merge.
+Reads each video's ``manifest.json`` (through ``index.jsonl`` where it is current) and its square crops; items
+are ``(clip [C, T, H, W] float, label, key)``, label 1 = fake (:class:`FaceClipDataset`, :func:`video_key`).
+Clip geometry and pixels: :mod:`.transforms`; which videos form train / val / test: :mod:`.splits`.
 """
 from __future__ import annotations
 
@@ -55,6 +49,8 @@ class FaceVideo:
 
 
 def video_key(dataset: str | None, method: str | None, compression: str | None, video_id: str) -> str:
+    """``dataset/method/compression/video_id`` (``-`` for an absent field): names the video for video-level
+    metrics, so ``Deepfakes/000_003`` and ``Face2Face/000_003`` never merge."""
     return "/".join(v or "-" for v in (dataset, method, compression, video_id))
 
 
@@ -192,6 +188,10 @@ class FaceClipDataset(Dataset):
 
     ``train=True``: one item per video, a random segment and start per draw. ``train=False``:
     ``eval_clips`` fixed clips per video (evenly spread over all valid starts), one item each.
+
+    A clip is ``num_frames`` crops of one face track, ``frame_step`` stored frames apart, inside one
+    extraction segment (a ``--clips`` extraction stores several separate runs of frames; uniform
+    extraction stores one). ``key`` is :func:`video_key`.
     """
 
     def __init__(self, videos: list[FaceVideo], img_size: int, num_frames: int, frame_step: int = 1,

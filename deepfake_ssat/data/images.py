@@ -1,12 +1,8 @@
 """Image classification datasets of the paper: CIFAR-10/100, Flowers102, SVHN (torchvision) and
 ImageFolder trees (Chaoyang, PMNIST, DomainNet clipart / infograph / sketch, ImageNet-1K).
 
-Every split is an :class:`ImageSubset`: items ``(image [C, H, W], label)`` and ``.labels`` for
-class-balanced sampling. Validation is the dataset's own split where it has one (Flowers102,
-ImageFolder ``root/val``), else a fixed-seed class-stratified part of the training split; an
-optional fixed-seed stratified subset of the training split serves the ImageNet-subset study.
-Nothing is downloaded unless asked (``download=True``); a missing file raises one
-:class:`ConfigError` line naming it.
+Every split is an :class:`ImageSubset`: items ``(image [C, H, W], label)`` and ``.labels`` for class-balanced
+sampling; :func:`build_image_dataset` makes the splits.
 """
 from __future__ import annotations
 
@@ -392,6 +388,11 @@ def build_image_dataset(
     ``"simple"`` or ``None`` (the evaluation transform). ``val_fraction`` (datasets without their
     own validation split) and the ``subset_fraction`` / ``subset_size`` of the remaining training
     split are class-stratified draws fixed by ``split_seed``.
+
+    Validation is the dataset's own split where it has one (Flowers102, ImageFolder ``root/val``), else
+    a fixed-seed class-stratified part of the training split; the optional stratified training subset
+    serves the ImageNet-subset study. Nothing is downloaded unless ``download=True``; a missing file
+    raises one :class:`ConfigError` line naming it.
     """
     if name not in TORCHVISION and name not in IMAGE_FOLDERS:
         known = ", ".join(sorted((*TORCHVISION, *IMAGE_FOLDERS)))

@@ -68,13 +68,13 @@ def label_smoothing(cfg: Config) -> float:
 
 def build_aux(cfg: Config, encoder: nn.Module) -> nn.Module:
     """The multi-view auxiliary task ``ssat.aux`` (simclr | dino) on ``encoder``'s pooled features."""
-    s = cfg.ssat
-    if s.aux == "simclr":
-        return SimCLRAux(encoder.num_features, proj_dim=s.simclr_proj_dim, hidden_dim=s.simclr_hidden_dim,
-                         temperature=s.simclr_temperature)
-    return DINOAux(encoder.num_features, out_dim=s.dino_out_dim, hidden_dim=s.dino_hidden_dim,
-                   bottleneck_dim=s.dino_bottleneck_dim, teacher_temp=s.dino_teacher_temp,
-                   student_temp=s.dino_student_temp, center_momentum=s.dino_center_momentum, ema=s.dino_ema)
+    if cfg.ssat.aux == "simclr":
+        s = cfg.ssat.simclr
+        return SimCLRAux(encoder.num_features, proj_dim=s.proj_dim, hidden_dim=s.hidden_dim, temperature=s.temperature)
+    d = cfg.ssat.dino
+    return DINOAux(encoder.num_features, out_dim=d.out_dim, hidden_dim=d.hidden_dim, bottleneck_dim=d.bottleneck_dim,
+                   teacher_temp=d.teacher_temp, student_temp=d.student_temp, center_momentum=d.center_momentum,
+                   ema=d.ema)
 
 
 def build_model(cfg: Config, num_classes: int) -> SSAT | SSATMultiView:

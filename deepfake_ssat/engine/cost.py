@@ -1,17 +1,7 @@
 """Training cost of runs (paper Table 3): GFLOPs per image, training time and estimated kg CO2-eq.
 
-``energy (kWh) = device hours x device power (kW) x PUE``; ``kg CO2-eq = energy x grid intensity``.
-Every factor is a number of :class:`CarbonFactors`, printed beside the result. The defaults give
-the paper's own arithmetic: its Table 3 equals GPU hours x 0.23 kW (an RTX A5000's board power)
-x 0.432 kg CO2-eq / kWh with a PUE of 1 (e.g. 60 h -> 5.96 kg). Put in your own device's power,
-your data centre's PUE and your grid's intensity.
-
-GFLOPs are counted by ``torch.utils.flop_counter`` over one forward pass of one image (batch 1),
-with torch's convention of 2 FLOPs per multiply-add. Papers that count with fvcore (as the
-paper's 1.26 GFLOPs for ViT-T at 224 px) report multiply-adds: ``gmacs`` = GFLOPs / 2. The
-training forward is what the run computed per image (SSAT: full pass + masked pass + decoder;
-MAE pre-training: masked pass + decoder; SimCLR / DINO: every view, DINO's teacher included);
-the inference forward is the encoder alone.
+GFLOPs are counted on one image per forward pass (:func:`gflops_per_image`); CO2 is device hours x power x PUE
+x grid intensity, every factor a field of :class:`CarbonFactors` printed beside the result.
 """
 from __future__ import annotations
 
@@ -25,14 +15,20 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import Config, load_config
+from ..config import Config, load_run_config
 from ..models.aux_tasks import SSATMultiView
 from ..models.flops import flop_mapping  # the CPU attention formulas torch lacks
 
 
 @dataclass
 class CarbonFactors:
-    """The numbers behind the CO2 estimate (see the module docstring)."""
+    """The numbers behind the CO2 estimate.
+
+    ``energy (kWh) = device hours x device power (kW) x PUE``; ``kg CO2-eq = energy x grid intensity``.
+    The defaults give the paper's own arithmetic: its Table 3 equals GPU hours x 0.23 kW (an RTX A5000's
+    board power) x 0.432 kg CO2-eq / kWh with a PUE of 1 (e.g. 60 h -> 5.96 kg). Put in your own
+    device's power, your data centre's PUE and your grid's intensity.
+    """
     device_power_w: float = 230.0  # W per device (NVIDIA RTX A5000 board power, the paper's GPU)
     pue: float = 1.0  # data-centre power usage effectiveness (1 = the paper's figures; ~1.5 typical)
     grid_kg_per_kwh: float = 0.432  # kg CO2-eq per kWh of the grid (the paper's figures)
@@ -62,7 +58,15 @@ def _count(fn) -> int:
 
 @torch.no_grad()
 def gflops_per_image(model: nn.Module, seed: int = 0) -> dict[str, float]:
-    """Forward GFLOPs of one image through ``model`` as trained and through its encoder alone."""
+    """Forward GFLOPs of one image through ``model`` as trained and through its encoder alone.
+
+    Counted by ``torch.utils.flop_counter`` over one forward pass of one image (batch 1), with torch's
+    convention of 2 FLOPs per multiply-add. Papers that count with fvcore (as the paper's 1.26 GFLOPs
+    for ViT-T at 224 px) report multiply-adds: ``gmacs`` = GFLOPs / 2. The training forward is what
+    the run computed per image (SSAT: full pass + masked pass + decoder; MAE pre-training: masked pass
+    + decoder; SimCLR / DINO: every view, DINO's teacher included); the inference forward is the
+    encoder alone.
+    """
     enc = model.encoder
     g = torch.Generator().manual_seed(seed)
     if len(enc.grid_size) == 3:
@@ -108,7 +112,7 @@ def run_cost(run_dir: str | Path) -> dict[str, Any]:
     for name in ("config.yaml", "summary.json"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name}: not found; give run directories written by tools/train.py")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir / "config.yaml")
     summary = json.loads((run_dir / "summary.json").read_text())
     if "train_seconds" not in summary:
         raise ValueError(f"{run_dir / 'summary.json'}: no train_seconds (an unfinished run?)")
@@ -186,27 +190,3 @@ def format_cost(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(
-        prog="cost_report.py", description="GFLOPs per image, training time and estimated kg CO2-eq of runs.")
-    parser.add_argument("runs", nargs="+", metavar="RUN[+RUN]",
-                        help="run directories of tools/train.py; join SSL and fine-tuning runs with +")
-    defaults = CarbonFactors()
-    parser.add_argument("--device-power-w", type=float, default=defaults.device_power_w,
-                        help=f"watts per device (default {defaults.device_power_w:g}, an RTX A5000)")
-    parser.add_argument("--pue", type=float, default=defaults.pue,
-                        help=f"data-centre power usage effectiveness (default {defaults.pue:g})")
-    parser.add_argument("--grid-kg-per-kwh", type=float, default=defaults.grid_kg_per_kwh,
-                        help=f"grid carbon intensity (default {defaults.grid_kg_per_kwh:g} kg CO2-eq/kWh)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    factors = CarbonFactors(args.device_power_w, args.pue, args.grid_kg_per_kwh)
-    try:
-        report = cost_report(args.runs, factors)
-    except (FileNotFoundError, ValueError) as e:
-        import sys
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2) if args.json else format_cost(report))
-    return 0

@@ -1,15 +1,7 @@
-"""The paper's FF++ protocols (Table 8) on extracted FF++ face crops.
+"""The paper's FF++ protocols (Table 8) on extracted FF++ face crops: zero-shot and cross-manipulation.
 
-- **Zero-shot**: a (DFDC-trained) checkpoint scores the FF++ test split of every manipulation, with no
-  FF++ training; each manipulation is scored against the original (real) test videos.
-- **Cross-manipulation**: per left-out method M, fine-tune on FF++ originals + the other three
-  manipulations (train split; checkpoint selection on the val split, never on test), then score the
-  left-out M + originals of the test split. ``scratch`` trains the same model with no pre-training
-  and classification only (the paper's Scratch row).
-
-Scoring streams clips through the model and keeps only (video, label, probability) per clip. A model
-output that is NaN / inf stops the evaluation with a one-line :class:`NonFiniteScores` (a ValueError)
-naming the checkpoint and a video: a NaN score never reaches the metrics, the table or the predictions.
+Clips [B, C, T, H, W] are streamed through the model and only (video, label, fake probability) is kept per
+clip (:func:`score_dataset`); video-level metrics, tables, ROC curves and prediction CSVs are built from those.
 """
 from __future__ import annotations
 
@@ -30,7 +22,10 @@ from .report import results_table, roc_png, write_predictions_csv, write_results
 
 
 class NonFiniteScores(ValueError):
-    """The model gave NaN / inf logits for some clips (broken or corrupted weights)."""
+    """The model gave NaN / inf logits for some clips (broken or corrupted weights).
+
+    It stops the evaluation with one line naming the checkpoint and a video: a NaN score never reaches
+    the metrics, the table or the predictions."""
 
 
 @torch.no_grad()
@@ -88,7 +83,10 @@ def _present_methods(root: Path, wanted: list[str] | None) -> list[str]:
 def zero_shot(checkpoint: Path, root: Path, out: Path, name: str, splits_dir: Path | None = None,
               compression: str = "c23", device: torch.device = torch.device("cpu"), batch_size: int = 16,
               num_workers: int = 0, strategy: str = "mean") -> list[dict]:
-    """Score ``checkpoint`` on every extracted FF++ manipulation's test split; returns results records."""
+    """Score ``checkpoint`` on every extracted FF++ manipulation's test split; returns results records.
+
+    Zero-shot: a (DFDC-trained) checkpoint, no FF++ training; each manipulation is scored against the
+    original (real) test videos."""
     encoder, cfg = load_inference_model(checkpoint, device)
     cfg = _model_geometry(encoder, cfg)
     methods = _present_methods(root, None)
@@ -110,6 +108,11 @@ def cross_manipulation(config: Path, root: Path, out: Path, name: str, leave_out
                        opts: list[str] | None = None, device: torch.device = torch.device("cpu"),
                        strategy: str = "mean", on_fold: Callable[[dict], None] | None = None) -> list[dict]:
     """Fine-tune (or, with ``scratch``, train) per left-out method and score it; returns results records.
+
+    Per left-out method M: fine-tune on FF++ originals + the other three manipulations (train split;
+    checkpoint selection on the val split, never on test), then score the left-out M + originals of the
+    test split. ``scratch`` trains the same model with no pre-training and classification only (the
+    paper's Scratch row).
 
     With a ``checkpoint`` (and not ``scratch``) the model section comes from the checkpoint's own config
     and its encoder initialises fine-tuning; the data and schedule come from ``config``. ``on_fold`` is

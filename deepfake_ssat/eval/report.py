@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure  # drawn by Agg directly: no pyplot, no display, nothing left open
+from sklearn.metrics import roc_auc_score, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
-
-from ..faces.datasets import FFPP_PAPER_METHODS  # noqa: E402
-from ..io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
+from ..faces.datasets import FFPP_PAPER_METHODS
+from ..io import atomic_write, atomic_write_json, atomic_write_text
 
 PROTOCOLS = {"cross": "Cross-manipulation", "zero-shot": "Zero-shot"}
 METRIC_FIELDS = ("acc", "acc_real", "acc_fake", "auc", "ap", "eer", "n", "n_real", "n_fake")
@@ -34,23 +32,22 @@ MISSING = "–"
 
 def roc_png(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str = "ROC") -> None:
     """One ROC curve per ``name -> (labels, probs)`` (fake positive), AUC in the legend; written atomically."""
-    fig, ax = plt.subplots(figsize=(5, 5))
-    try:
-        for name, (labels, probs) in curves.items():
-            labels, probs = _numpy(labels), _numpy(probs)
-            if len(set(labels.tolist())) < 2:
-                raise ValueError(f"roc_png: curve {name!r} has a single class; a ROC needs real and fake samples")
-            if not np.isfinite(probs.astype(np.float64)).all():
-                raise ValueError(f"roc_png: curve {name!r} has NaN / inf scores")
-            fpr, tpr, _ = roc_curve(labels, probs)
-            ax.plot(fpr, tpr, label=f"{name} (AUC = {roc_auc_score(labels, probs):.4f})")
-        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate", title=title)
-        ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(5, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for name, (labels, probs) in curves.items():
+        labels, probs = _numpy(labels), _numpy(probs)
+        if len(set(labels.tolist())) < 2:
+            raise ValueError(f"roc_png: curve {name!r} has a single class; a ROC needs real and fake samples")
+        if not np.isfinite(probs.astype(np.float64)).all():
+            raise ValueError(f"roc_png: curve {name!r} has NaN / inf scores")
+        fpr, tpr, _ = roc_curve(labels, probs)
+        ax.plot(fpr, tpr, label=f"{name} (AUC = {roc_auc_score(labels, probs):.4f})")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 def _numpy(x: Any) -> np.ndarray:

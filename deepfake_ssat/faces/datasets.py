@@ -1,25 +1,7 @@
-"""Input discovery: a video file, a folder of videos (recursive), a DFDC part / root, an FF++ root.
-
-Every video becomes a :class:`VideoItem` whose ``rel_dir`` (output key: its folder under ``--out``) mirrors
-the dataset's identity: ``<folder>/<relative path>`` for a plain folder, ``<parent>/<stem>`` for a single
-file, ``dfdc/<part>/<stem>``, ``ffpp/<method>/<compression>/<stem>``, ``celebdf/<folder>/<stem>``. A
-problem found while listing (e.g. a DFDC video missing from ``metadata.json``, a broken symbolic link) is
-carried on the item as ``problem = (status, reason)`` so that the batch records it and goes on.
-
-Keys are built from safe components only, so that no key can leave ``--out`` or land on another video:
-
-* inputs are resolved first (``.``, ``./``, ``..``, ``a/../b.mp4`` are named by the real folder; a
-  symbolic link keeps its own name); a nameless root (``/``) is called ``videos``;
-* :func:`safe_component` maps an unsafe name to a readable safe one: path separators, control characters
-  (newline, ...) and undecodable bytes become ``_``; a name that starts with ``.`` gets a ``_`` in front
-  (``..mp4`` -> ``_.``, ``...mp4`` -> ``_..``, ``.hidden.mp4`` -> ``_.hidden``), so hidden names stay
-  free for the extraction's temp folders; a name over 200 bytes is cut and ends in ``-<crc32 of the name>``.
-  Ordinary names (``abc``, ``000_003``, ``dfdc_train_part_0``) are kept as they are;
-* two videos of one input that still get the same key (``a.mp4`` and ``a.avi``, ``.x.mp4`` and
-  ``_.x.mp4``) are told apart by a ``-2``, ``-3``, ... suffix on the later one (sorted order, so stable
-  across reruns and shards), on both ``rel_dir`` and ``video_id``; the manifest records the key and the
-  source path. Two *inputs* that map to the same key (the same folder name twice): the later video is a
-  ``duplicate`` and is not extracted.
+"""Input discovery for face extraction: a video file, a folder of videos (recursive), a DFDC part / root,
+an FF++ root, a Celeb-DF root. Every video becomes a :class:`VideoItem` whose ``rel_dir`` (its output folder
+under ``--out``) mirrors the dataset's identity and is built from safe components only, so that no key can
+leave ``--out`` or land on another video (rules: :func:`discover`, :func:`safe_component`).
 """
 from __future__ import annotations
 
@@ -52,6 +34,11 @@ class VideoItem:
     """One source video and where its crops go (``rel_dir``, relative to the output root).
 
     ``label``: 1 = fake, 0 = real, None = unknown. ``part``: the DFDC part folder (fold grouping).
+    ``rel_dir`` (the output key) is ``<folder>/<relative path>`` for a plain folder, ``<parent>/<stem>``
+    for a single file, ``dfdc/<part>/<stem>``, ``ffpp/<method>/<compression>/<stem>``,
+    ``celebdf/<folder>/<stem>``. A problem found while listing (e.g. a DFDC video missing from
+    ``metadata.json``, a broken symbolic link) is carried as ``problem = (status, reason)`` so that the
+    batch records it and goes on.
     """
     path: Path
     rel_dir: str
@@ -71,7 +58,13 @@ class VideoItem:
 
 
 def safe_component(name: str) -> str:
-    """``name`` as one safe folder name (see the module docstring); ordinary names are unchanged."""
+    """``name`` as one safe folder name; ordinary names (``abc``, ``000_003``, ``dfdc_train_part_0``) are unchanged.
+
+    Path separators, control characters (newline, ...) and undecodable bytes become ``_``; a name that
+    starts with ``.`` gets a ``_`` in front (``..mp4`` -> ``_.``, ``...mp4`` -> ``_..``, ``.hidden.mp4``
+    -> ``_.hidden``), so hidden names stay free for the extraction's temp folders; a name over 200 bytes
+    is cut and ends in ``-<crc32 of the name>``.
+    """
     safe = _UNSAFE_CHARS.sub("_", name)
     if not safe or safe.startswith("."):
         safe = "_" + safe
@@ -233,6 +226,15 @@ def discover(inputs: list[str | Path], allow_empty: bool = True) -> list[VideoIt
     root if it holds ``Celeb-real`` / ``Celeb-synthesis`` / ``YouTube-real``, else a plain folder of
     videos. Keys are made distinct within one input; two inputs mapping to the same output folder: the
     later video is a ``duplicate``.
+
+    Key rules, so that no key can leave ``--out`` or land on another video: inputs are resolved first
+    (``.``, ``./``, ``..``, ``a/../b.mp4`` are named by the real folder; a symbolic link keeps its own
+    name) and a nameless root (``/``) is called ``videos``; every component goes through
+    :func:`safe_component`; two videos of one input that still get the same key (``a.mp4`` and
+    ``a.avi``, ``.x.mp4`` and ``_.x.mp4``) are told apart by a ``-2``, ``-3``, ... suffix on the later
+    one (sorted order, so stable across reruns and shards), on both ``rel_dir`` and ``video_id``; the
+    manifest records the key and the source path. Two *inputs* that map to the same key (the same
+    folder name twice): the later video is a ``duplicate`` and is not extracted.
     """
     items: list[VideoItem] = []
     for raw in inputs:

@@ -1,19 +1,8 @@
 """Per-video face extraction (decode -> detect -> track -> square crops + manifest) and the batch runner.
 
-Output of one video, under ``<out>/<item.rel_dir>/`` (the key; how unsafe file names map to safe keys:
-:mod:`deepfake_ssat.faces.datasets`): one image per kept face per sampled frame, named by the original
-frame index (``000123.png``; ``000123_t1.png`` with ``keep="all"``), and ``manifest.json`` (key, source
-path, size, mtime, sha256, parameters, crops). Everything is written into a hidden temp folder
-``.<name>.tmp-XXXXXXXX`` next to the final one and renamed into place when complete, so a killed run
-never leaves a folder that looks done; stale temp folders are removed by the next run and ignored by the
-index. Folders and files get the umask's permissions (0755 / 0644 by default). Nothing is ever renamed
-or deleted outside ``--out``: every such path is checked to lie strictly inside it first
-(:class:`OutsideOutputError` otherwise, recorded as the video's ``error``).
-
-Rerun: a folder whose manifest has the same parameters and the same source size is done if the source's
-mtime is unchanged too; if only the mtime changed (``touch``, a copy), the source's sha256 decides (a
-match updates the stored mtime, so the next rerun is cheap again). A video replaced by one of the same
-size is re-extracted unless its mtime was also restored.
+One video's output is ``<out>/<item.rel_dir>/`` (key rules: :mod:`deepfake_ssat.faces.datasets`): one square
+crop per kept face per sampled frame, named by frame index (``000123.png``), and ``manifest.json``; written
+atomically and skipped on rerun when already done (:func:`extract_video`, :func:`_finished`).
 """
 from __future__ import annotations
 
@@ -149,7 +138,13 @@ def load_manifest(path: Path) -> dict | None:
 
 
 def _finished(final: Path, params: ExtractionParams, source: Path) -> dict | None:
-    """The manifest in ``final`` if it holds ``source`` extracted with ``params`` (see the module docstring)."""
+    """The manifest in ``final`` if it holds ``source`` extracted with ``params``, else None.
+
+    Rerun rule: a folder whose manifest has the same parameters and the same source size is done if the
+    source's mtime is unchanged too; if only the mtime changed (``touch``, a copy), the source's sha256
+    decides (a match updates the stored mtime, so the next rerun is cheap again). A video replaced by
+    one of the same size is re-extracted unless its mtime was also restored.
+    """
     manifest = load_manifest(final / "manifest.json")
     if manifest is None or manifest.get("params") != params.to_dict():
         return None
@@ -260,6 +255,16 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     Record: ``key``, ``source``, ``status`` (ok | no_face | unreadable | missing | bad_metadata |
     duplicate), ``reason`` (one line or None), ``num_crops``, ``skipped`` (finished by an earlier run).
     Raises :class:`OutsideOutputError` if ``item.rel_dir`` does not lead strictly inside ``out_root``.
+
+    Output: one image per kept face per sampled frame, named by the original frame index
+    (``000123.png``; ``000123_t1.png`` with ``keep="all"``), and ``manifest.json`` (key, source path,
+    size, mtime, sha256, parameters, crops). Everything is written into a hidden temp folder
+    ``.<name>.tmp-XXXXXXXX`` next to the final one and renamed into place when complete, so a killed run
+    never leaves a folder that looks done; stale temp folders are removed by the next run and ignored by
+    the index. Folders and files get the umask's permissions (0755 / 0644 by default). Nothing is ever
+    renamed or deleted outside ``out_root``: every such path is checked to lie strictly inside it first
+    (:class:`OutsideOutputError` otherwise, recorded as the video's ``error`` by :func:`safe_extract`).
+    Rerun rules: :func:`_finished`.
     """
     if item.problem:
         return _record(item, *item.problem)

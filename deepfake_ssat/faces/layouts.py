@@ -1,10 +1,8 @@
 """Small DFDC- and FaceForensics++-layout datasets of real-codec videos with real faces, for tests and the demo.
 
-Every video shows the astronaut (``skimage.data.astronaut()``) on its own path (camera motion, scale),
-background and lighting drift; a fake repeats its original's path with one of
-:data:`~deepfake_ssat.faces.synthetic.MANIPULATIONS` applied. The folder layout, ``metadata.json``
-and split files follow the real datasets, so ``tools/extract_faces.py`` and the training datasets
-read them exactly as they read DFDC / FF++. The faces are synthetic stand-ins, not a benchmark.
+The folder layout, ``metadata.json`` and split files follow the real datasets (:func:`write_dfdc`,
+:func:`write_ffpp`), so extraction and the training datasets read them exactly as they read DFDC / FF++.
+The faces are synthetic stand-ins, not a benchmark.
 """
 from __future__ import annotations
 
@@ -19,7 +17,12 @@ from .synthetic import MANIPULATIONS, FacePath, write_face_video
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """Frame size, length and face scale of the generated videos."""
+    """Frame size, length and face scale of the generated videos.
+
+    Every video shows the astronaut (``skimage.data.astronaut()``) on its own path (camera motion,
+    scale), background and lighting drift; a fake repeats its original's path with one of
+    :data:`~deepfake_ssat.faces.synthetic.MANIPULATIONS` applied.
+    """
     width: int = 160
     height: int = 120
     num_frames: int = 12

@@ -14,7 +14,6 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from ..config import Config
 from ..data.transforms import centre_resize, clip_positions, clip_tensor, resized_crop

@@ -1,12 +1,7 @@
 """The other self-supervised auxiliary tasks of the paper's Table 4: SimCLR and DINO.
 
-Both read the encoder's pooled features of several augmented views of each image, so they train
-under :class:`SSATMultiView` rather than :class:`~deepfake_ssat.models.ssat.SSAT` (MAE, one view):
-
-``L = lam * CE(head(f(view_0)), y) + (1 - lam) * aux(f(view_0), f(view_1), ...)``
-
-An auxiliary module's ``forward(features, views)`` takes the student's pooled features (one
-[B, D] per view) and the views themselves (DINO's teacher encodes them) and returns a scalar.
+Both read the encoder's pooled features (one [B, D] per view) of several augmented views of each image, so
+they train under :class:`SSATMultiView` rather than :class:`~deepfake_ssat.models.ssat.SSAT` (MAE, one view).
 """
 from __future__ import annotations
 
@@ -203,7 +198,12 @@ class SSATMultiView(nn.Module):
     """Encoder (with its classifier) + a multi-view auxiliary task (:class:`SimCLRAux`, :class:`DINOAux`).
 
     ``forward(views, labels)``: the first view's full pass feeds both the classifier and the
-    auxiliary task, the other views only the auxiliary task.
+    auxiliary task, the other views only the auxiliary task:
+
+    ``L = lam * CE(head(f(view_0)), y) + (1 - lam) * aux(f(view_0), f(view_1), ...)``
+
+    An auxiliary module's ``forward(features, views)`` takes the student's pooled features (one
+    [B, D] per view) and the views themselves (DINO's teacher encodes them) and returns a scalar.
     """
 
     num_views = 2  # two augmentations of each training image

@@ -1,17 +1,8 @@
 """CvT (Wu et al. 2021, "Introducing Convolutions to Vision Transformers"), after the official code.
 
-Three stages, each an overlapping strided conv token embedding + LayerNorm followed by blocks whose
-q/k/v come from a depthwise 3x3 conv + BatchNorm on the token map (stride 1 for q, 2 for k/v) and
-a linear layer. No position embedding; a class token only in the last stage, which feeds the
-head. Official quirks kept: QuickGELU, attention scaled by ``dim ** -0.5`` (the full width, not
-the head width), stochastic depth in the last stage only.
-
-SSAT (ConvMAE-style decoder, SimMIM-style encoder masking): masks are drawn on the 16-px output
-patches, as in ConvMAE. ConvMAE hides them from the conv stages with masked convolution and drops
-them from the transformer stage; CvT's conv projections need the full token map in every stage,
-so here the hidden stage-1 tokens are replaced by a learned mask token instead (as SimMIM does)
-and the encoder runs on every position. The decoder is ConvMAE's: the MAE decoder on the visible
-output tokens, so :meth:`CvT.forward_tokens` returns those, like the ViT's visible pass.
+Images [B, C, H, W] pass three conv-embedding + conv-attention stages; the output tokens [B, 1 + h*w, D]
+(class token in the last stage only) sit on the last stage's grid. For SSAT, hidden output patches are
+replaced by a mask token rather than dropped (:meth:`CvT.forward_tokens`).
 """
 from __future__ import annotations
 
@@ -190,8 +181,13 @@ class CvTStage(nn.Module):
 class CvT(EncoderDefaults, nn.Module):
     """Convolutional vision transformer; ``grid_size`` / ``patch_size`` describe the output tokens.
 
-    ``embed`` is the stage-1 conv embedding, ``forward_tokens`` the rest (see the module docstring
-    for the masked pass).
+    ``embed`` is the stage-1 conv embedding, ``forward_tokens`` the rest (and the masked pass).
+
+    Three stages, each an overlapping strided conv token embedding + LayerNorm followed by blocks whose
+    q/k/v come from a depthwise 3x3 conv + BatchNorm on the token map (stride 1 for q, 2 for k/v) and
+    a linear layer. No position embedding; a class token only in the last stage, which feeds the
+    head. Official quirks kept: QuickGELU, attention scaled by ``dim ** -0.5`` (the full width, not
+    the head width), stochastic depth in the last stage only.
     """
 
     def __init__(
@@ -284,6 +280,13 @@ class CvT(EncoderDefaults, nn.Module):
         replacing its stage-1 tokens with the mask token, and the class token plus the kept output
         tokens are returned [B, 1 + K, D], in ``ids_keep`` order. BatchNorm running statistics are
         left to the unmasked passes.
+
+        ConvMAE-style decoder, SimMIM-style encoder masking: masks are drawn on the 16-px output
+        patches, as in ConvMAE. ConvMAE hides them from the conv stages with masked convolution and
+        drops them from the transformer stage; CvT's conv projections need the full token map in
+        every stage, so here the hidden stage-1 tokens are replaced by a learned mask token instead
+        (as SimMIM does) and the encoder runs on every position. The decoder is ConvMAE's: the MAE
+        decoder on the visible output tokens, which is why those are returned, like the ViT's visible pass.
         """
         if ids_keep is None:
             return self._encode(x)

@@ -1,11 +1,7 @@
 """Token masking for MAE-style auxiliary tasks: pure torch, on the tokens' device.
 
-Every function returns ``(ids_keep, mask, ids_restore)`` in the MAE convention:
-
-- ``ids_keep``    [B, L_keep] indices of the visible tokens, in shuffled order;
-- ``mask``        [B, L] float, 1 = removed (to reconstruct), 0 = visible, in original order;
-- ``ids_restore`` [B, L] argsort of the shuffle: gathering ``cat(visible, mask_tokens)`` with it
-  puts every token back in its original place.
+Every function returns ``(ids_keep [B, L_keep], mask [B, L], ids_restore [B, L])`` in the MAE convention
+(mask 1 = removed, 0 = visible; details: :func:`random_masking`).
 """
 from __future__ import annotations
 
@@ -30,7 +26,15 @@ def random_masking(
         device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-sample random masking (MAE): keep ``int(L * (1 - mask_ratio))`` tokens per sample."""
+    """Per-sample random masking (MAE): keep ``int(L * (1 - mask_ratio))`` tokens per sample.
+
+    Returns ``(ids_keep, mask, ids_restore)`` in the MAE convention (as every function here):
+
+    - ``ids_keep``    [B, L_keep] indices of the visible tokens, in shuffled order;
+    - ``mask``        [B, L] float, 1 = removed (to reconstruct), 0 = visible, in original order;
+    - ``ids_restore`` [B, L] argsort of the shuffle: gathering ``cat(visible, mask_tokens)`` with it
+      puts every token back in its original place.
+    """
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
     num_keep = int(num_tokens * (1 - mask_ratio))
@@ -50,7 +54,8 @@ def tube_masking(
     """Tube masking (VideoMAE): one spatial mask per clip, repeated over every temporal slice.
 
     Tokens are ordered (t, h, w) with t outermost, as the video patch embed emits them.
-    Exactly ``int(H * W * mask_ratio)`` tokens are masked in every temporal slice.
+    Exactly ``int(H * W * mask_ratio)`` tokens are masked in every temporal slice. Returns
+    ``(ids_keep, mask, ids_restore)`` as :func:`random_masking`.
     """
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")

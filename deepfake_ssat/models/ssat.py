@@ -1,24 +1,8 @@
-"""SSAT: an encoder trained jointly for classification and masked reconstruction.
+"""SSAT: an encoder trained jointly for classification and masked reconstruction of images / clips.
 
-``L = lam * CE(head(f(x)), y) + (1 - lam) * MSE(g(f(M(x))), x)[masked]``
-
-The full-token pass feeds the classifier; the masked pass feeds the decoder. ``lam = 1``
-(or no decoder) is the scratch baseline and never touches a decoder; ``lam = 0`` is pure MAE /
-VideoMAE pre-training and skips the classification pass.
-
-Training contract (shared with :class:`~deepfake_ssat.models.aux_tasks.SSATMultiView`, so the
-trainer never asks which wrapper it holds): ``training_step(batch) -> (loss, parts)``,
-``eval_step(batch) -> (loss, parts, logits)``, ``after_update(progress)``, ``after_weights_loaded()``,
-``num_views`` and ``find_unused_parameters``. Batches are ``(x, y, ...)`` as the datasets yield them.
-
-The encoder (:class:`~deepfake_ssat.models.encoder.Encoder`)'s ``masking`` picks the masked pass:
-
-- ``"drop"`` (default; ViT, VideoMAE, CvT): ``forward_tokens(tokens, ids_keep)`` returns the
-  visible tokens only and the MAE decoder fills in the rest from ``ids_restore``;
-- ``"replace"`` (Swin, SimMIM): ``forward_masked(tokens, mask)`` returns every token, the hidden
-  ones having been replaced by a mask token, and the decoder reads them all. The mask is drawn on
-  ``encoder.mask_grid_size`` and the target cut into ``encoder.mask_patch_size`` patches;
-- ``None`` (ResNet): no masked pass; only ``lam = 1`` without a decoder.
+``L = lam * CE(head(f(x)), y) + (1 - lam) * MSE(g(f(M(x))), x)[masked]`` for ``x`` [B, C, H, W] or
+[B, C, T, H, W]: the full-token pass feeds the classifier, the masked pass the decoder, whose prediction and
+target are patches [B, L, patch_dim] (:func:`patchify`). Contract and masking modes: :class:`SSAT`.
 """
 from __future__ import annotations
 
@@ -90,7 +74,17 @@ def ssat_loss(
 
 
 class SSAT(nn.Module):
-    """Encoder + classifier head (inside the encoder) + optional decoder (MAE or SimMIM)."""
+    """Encoder + classifier head (inside the encoder) + optional decoder (MAE or SimMIM).
+
+    ``lam = 1`` (or no decoder) is the scratch baseline and never touches a decoder; ``lam = 0`` is pure
+    MAE / VideoMAE pre-training and skips the classification pass. The masked pass depends on the
+    encoder's ``masking`` (see :meth:`forward`).
+
+    Training contract (shared with :class:`~deepfake_ssat.models.aux_tasks.SSATMultiView`, so the
+    trainer never asks which wrapper it holds): ``training_step(batch) -> (loss, parts)``,
+    ``eval_step(batch) -> (loss, parts, logits)``, ``after_update(progress)``, ``after_weights_loaded()``,
+    ``num_views`` and ``find_unused_parameters``. Batches are ``(x, y, ...)`` as the datasets yield them.
+    """
 
     num_views = 1  # one augmented view per item
 
@@ -133,7 +127,17 @@ class SSAT(nn.Module):
         return random_masking(batch, grid[0] * grid[1], self.mask_ratio, device)
 
     def forward(self, x: torch.Tensor) -> SSATOutput:
-        """x [B, C, H, W] or [B, C, T, H, W] -> logits (full pass), prediction and mask (masked pass)."""
+        """x [B, C, H, W] or [B, C, T, H, W] -> logits (full pass), prediction and mask (masked pass).
+
+        The encoder (:class:`~deepfake_ssat.models.encoder.Encoder`)'s ``masking`` picks the masked pass:
+
+        - ``"drop"`` (default; ViT, VideoMAE, CvT): ``forward_tokens(tokens, ids_keep)`` returns the
+          visible tokens only and the MAE decoder fills in the rest from ``ids_restore``;
+        - ``"replace"`` (Swin, SimMIM): ``forward_masked(tokens, mask)`` returns every token, the hidden
+          ones having been replaced by a mask token, and the decoder reads them all. The mask is drawn on
+          ``encoder.mask_grid_size`` and the target cut into ``encoder.mask_patch_size`` patches;
+        - ``None`` (ResNet): no masked pass; only ``lam = 1`` without a decoder.
+        """
         tokens = self.encoder.embed(x)  # ViT: [B, P + L, D]; first-stage map for the others; shared by both passes
         logits = None
         if self.lam > 0:

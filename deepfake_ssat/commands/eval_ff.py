@@ -1,0 +1,122 @@
+"""``dfssat-eval-ff`` / ``tools/eval_ff.py``: the FF++ cross-manipulation and zero-shot protocols, written as
+the paper's Table 8 (:mod:`deepfake_ssat.eval.ffpp`)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..faces.datasets import FFPP_COMPRESSIONS, FFPP_PAPER_METHODS
+
+METHOD_CHOICES = (*FFPP_PAPER_METHODS, "all")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="eval_ff.py",
+        description="FF++ evaluation (Table 8): cross-manipulation fine-tuning with one manipulation left out, "
+                    "and/or zero-shot transfer of a (DFDC-trained) checkpoint. Writes results.{md,csv,json}, "
+                    "ROC curves and per-video predictions into --out.")
+    p.add_argument("--leave-out", choices=METHOD_CHOICES, action="append", metavar="METHOD",
+                   help=f"cross-manipulation fold: {', '.join(FFPP_PAPER_METHODS)} or all (repeatable)")
+    p.add_argument("--zero-shot", action="store_true",
+                   help="score --checkpoint on every FF++ manipulation, no training")
+    p.add_argument("--checkpoint", type=Path, help="trained checkpoint (best.pt / last.pt of tools/train.py)")
+    p.add_argument("--scratch", action="store_true",
+                   help="cross-manipulation from scratch: no pre-training, classification only (the Scratch row)")
+    p.add_argument("--data-root", type=Path, required=True, help="tools/extract_faces.py output of the FF++ videos")
+    p.add_argument("--splits-dir", type=Path, help="folder of the official train/val/test.json "
+                                                   "(default: <data-root>/splits)")
+    p.add_argument("--compression", choices=FFPP_COMPRESSIONS, default=None, help="FF++ level (default: config's)")
+    p.add_argument("--config", type=Path, help="fine-tuning config (a file or packaged name; default "
+                                               "ffpp_videomae_095, ffpp_videomae_scratch with --scratch)")
+    p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as in train.py")
+    p.add_argument("--name", help="row name in the table (default: the checkpoint's run folder, or Scratch)")
+    p.add_argument("--strategy", choices=("mean", "confident"), default="mean",
+                   help="clip -> video aggregation (default mean; confident = the DFDC winner's rule)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] for scoring (training: config's)")
+    p.add_argument("--out", type=Path, required=True, help="results folder (tables merge across runs)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 with the table written; 2 on bad input (one ``error:`` line), 3 when training diverged,
+    130 on Ctrl-C. Results are written into ``--out`` as each protocol / fold finishes, so an interrupted
+    or failed run keeps what finished."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.leave_out and not args.zero_shot:
+        parser.error("give --leave-out METHOD|all and/or --zero-shot")
+    if args.zero_shot and args.checkpoint is None:
+        parser.error("--zero-shot needs --checkpoint")
+
+    from ..config import ConfigError, find_config
+    from ..engine.pretrained import PretrainedError
+    from ..engine.runtime import resolve_device, tune_malloc
+    from ..engine.trainer import TrainingDiverged
+    from ..runcli import fail, interrupted, tool_command
+    from ..eval.ffpp import cross_manipulation, write_table, zero_shot
+
+    tune_malloc()
+    name = args.name or ("Scratch" if args.scratch else _run_name(args.checkpoint))
+    opts = list(args.opts) + ([f"data.compression={args.compression}"] if args.compression else [])
+    done: list[dict] = []  # results records of the finished protocols / folds
+
+    def keep(records: list[dict]) -> None:
+        done.extend(records)
+        write_table(args.out, done)
+
+    try:
+        problem = _out_problem(args.out)
+        if problem:
+            raise ValueError(problem)
+        if args.checkpoint is not None and not args.checkpoint.is_file():
+            raise FileNotFoundError(f"--checkpoint: {args.checkpoint} not found")
+        if not args.data_root.is_dir():
+            raise FileNotFoundError(f"--data-root: {args.data_root} is not a folder; point it at the "
+                                    f"tools/extract_faces.py output of the FF++ videos")
+        device = resolve_device(args.device)
+        if args.zero_shot:
+            keep(zero_shot(args.checkpoint, args.data_root, args.out, name, args.splits_dir,
+                           args.compression or "c23", device, strategy=args.strategy))
+        if args.leave_out:
+            folds = None if "all" in args.leave_out else list(dict.fromkeys(args.leave_out))
+            config = find_config(args.config or ("ffpp_videomae_scratch" if args.scratch else "ffpp_videomae_095"))
+            cross_manipulation(config, args.data_root, args.out, name, folds, args.checkpoint, args.scratch,
+                               args.splits_dir, opts, device, args.strategy, on_fold=lambda r: keep([r]))
+        paths = write_table(args.out, done)
+    except KeyboardInterrupt:
+        return interrupted(_kept(done, args.out), tool_command("eval_ff.py", argv))
+    except (ConfigError, FileNotFoundError, PretrainedError, ValueError) as e:
+        return fail(e)
+    except TrainingDiverged as e:
+        return fail(e, 3)
+    print(paths["md"].read_text())
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return 0
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why ``--out`` cannot be the results folder (checked before any work), or None."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: is an existing file; give a folder"
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {out}: {parent} is a file, not a folder"
+    return None
+
+
+def _kept(done: list[dict], out: Path) -> str:
+    """What an interrupted eval_ff keeps: the results of the protocols / folds that finished."""
+    if not done:
+        return "no protocol or fold finished; no results written"
+    parts = (["zero-shot"] if any(r["protocol"] == "zero-shot" for r in done) else []) + [
+        f"cross {r['method']}" for r in done if r["protocol"] == "cross"]
+    return (f"results of the finished {', '.join(parts)} kept in {out / 'results.md'} (.csv, .json); "
+            f"a rerun evaluates every requested protocol and fold again")
+
+
+def _run_name(checkpoint: Path | None) -> str:
+    return checkpoint.resolve().parent.name if checkpoint is not None else "model"

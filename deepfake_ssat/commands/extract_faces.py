@@ -1,0 +1,174 @@
+"""``dfssat-extract-faces`` / ``tools/extract_faces.py``: face crops + manifests for videos, DFDC parts and FF++ roots.
+
+Usage errors (a bad flag value, ``--device cuda`` without a GPU, an ``--out`` that cannot be written, an
+input without videos) end with one ``error:`` line and exit 2 before any work; Ctrl-C ends with one
+``interrupted:`` line (what was kept, how to continue) and exit 130.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+from ..runcli import EXIT_USAGE, fail, interrupted, tool_command
+
+POSITIVE_INT_FLAGS = ("frames", "clips", "clip_len", "stride", "size", "detect_max_side", "min_face", "workers",
+                      "num_shards")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage block
+        self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+def _thresholds(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected three comma-separated values in (0, 1], got {text!r}")
+    return values
+
+
+def add_detection_arguments(p: argparse.ArgumentParser) -> None:
+    """The face detection and crop geometry options shared by extract_faces.py and predict.py."""
+    p.add_argument("--detect-max-side", type=int, default=640,
+                   help="detect on frames downscaled to this longer side, in pixels (default 640)")
+    p.add_argument("--min-face", type=int, default=40,
+                   help="smallest face searched, in pixels of the downscaled frame (default 40)")
+    p.add_argument("--thresholds", type=_thresholds, default=(0.85, 0.95, 0.95),
+                   help="MTCNN stage thresholds (default 0.85,0.95,0.95)")
+    p.add_argument("--crop-scale", type=float, default=1.3, help="square side = max(w, h) x this (default 1.3)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="extract_faces.py",
+        description="Extract face crops (MTCNN) from videos, a DFDC part/root or an FF++ root into --out, "
+                    "with a manifest per video, index.jsonl and summary.json. Reruns skip finished videos.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, folder, DFDC part/root or FF++ root")
+    p.add_argument("--out", required=True, type=Path, help="output root")
+    sampling = p.add_mutually_exclusive_group()
+    sampling.add_argument("--frames", type=int, help="frames spread uniformly over each video (default 32)")
+    sampling.add_argument("--clips", type=int, help="instead: this many clips of --clip-len frames at --stride")
+    p.add_argument("--clip-len", type=int, help="frames per clip, with --clips (default 16)")
+    p.add_argument("--stride", type=int, help="frame stride inside a clip, with --clips (default 2)")
+    add_detection_arguments(p)
+    p.add_argument("--size", type=int, default=224, help="crop side in pixels after resizing (default 224)")
+    p.add_argument("--keep", choices=("largest", "all"), default="largest",
+                   help="keep the most persistent/largest face track or all tracks (default largest)")
+    p.add_argument("--format", choices=("png", "jpg"), default="png", help="crop image format (default png)")
+    p.add_argument("--workers", type=int, default=1, help="videos processed in parallel (default 1)")
+    p.add_argument("--shard", type=int, default=0, help="this job's shard index (default 0)")
+    p.add_argument("--num-shards", type=int, default=1, help="number of shards the input is split into (default 1)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="exit 0 when an input holds no video (default: that is an error, exit 2)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return p
+
+
+def _check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``parser.error`` (one line, exit 2) for a flag value that cannot work."""
+    for name in POSITIVE_INT_FLAGS:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.crop_scale <= 0:
+        parser.error(f"--crop-scale must be positive, got {args.crop_scale}")
+    if args.clips is None and (args.clip_len is not None or args.stride is not None):
+        parser.error("--clip-len and --stride need --clips")
+    if not 0 <= args.shard < args.num_shards:
+        parser.error(f"--shard must be in [0, --num-shards={args.num_shards})")
+
+
+def device_error(device: str) -> str | None:
+    """Why ``device`` (cpu, cuda, cuda:N) cannot run the detector here, or None."""
+    import torch
+
+    try:
+        kind = torch.device(device)
+    except RuntimeError:
+        kind = None
+    if kind is None or kind.type not in ("cpu", "cuda"):
+        return f"--device {device}: expected cpu, cuda or cuda:N"
+    if kind.type == "cpu":
+        return None
+    if not torch.cuda.is_available():
+        return f"--device {device}: no CUDA GPU is available on this machine; use --device cpu"
+    count = torch.cuda.device_count()
+    if kind.index is not None and kind.index >= count:
+        return f"--device {device}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}"
+    return None
+
+
+def out_error(out: Path) -> str | None:
+    """Why files cannot be written under ``out`` (created if missing, checked with a probe file), or None."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: is a file, not a folder; choose a folder"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        return f"--out {out}: cannot create or write files there ({e.strerror or e}); choose a writable folder"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when the batch completed (per-video failures are in summary.json); 2 on a usage error
+    (flag errors exit 2 via ``SystemExit``); 130 on Ctrl-C."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_flags(parser, args)
+    try:
+        return _extract(args)
+    except KeyboardInterrupt as e:
+        from ..faces.extract import BatchInterrupted
+
+        command = tool_command("extract_faces.py", argv)
+        if not isinstance(e, BatchInterrupted):
+            return interrupted("no video was extracted yet", command)
+        done = sum(not r["skipped"] and r["status"] in ("ok", "no_face") for r in e.records)
+        return interrupted(f"{done} video(s) finished in this run are complete in {args.out} and a rerun skips "
+                           f"them; no video was left half-written", command)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from ..faces.datasets import InputError, NoVideosError, discover, shard
+    from ..faces.extract import ExtractionParams, run_batch, summary_name
+    from ..faces.sampling import SamplingPolicy
+
+    device = args.device or _default_device()
+    if error := device_error(device):
+        return fail(error)
+    try:
+        policy = SamplingPolicy(frames=32 if args.frames is None else args.frames,
+                                clips=0 if args.clips is None else args.clips,
+                                clip_len=16 if args.clip_len is None else args.clip_len,
+                                stride=2 if args.stride is None else args.stride)
+        params = ExtractionParams(policy, args.detect_max_side, args.min_face, args.thresholds,
+                                  args.crop_scale, args.size, args.keep, args.format)
+        items = shard(discover(args.inputs, allow_empty=args.allow_empty), args.shard, args.num_shards)
+    except NoVideosError as e:
+        return fail(f"{e}; pass --allow-empty to accept that")
+    except (InputError, ValueError) as e:
+        return fail(e)
+    if error := out_error(args.out):
+        return fail(error)
+    summary = run_batch(items, args.out, params, device, args.workers, args.shard, args.num_shards,
+                        progress=not args.no_progress)
+    line = {"videos": summary["num_videos"], "counts": summary["counts"], "skipped": summary["skipped"],
+            "crops": summary["num_crops"], "seconds": summary["seconds"],
+            "summary": str(args.out / summary_name(args.shard, args.num_shards))}
+    print(json.dumps(line))
+    return 0
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
