@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..export import FORMATS, SUFFIXES, ExportMismatch, export_model
@@ -35,9 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = export_model(args.checkpoint, args.out, fmt, atol=args.atol, crop_scale=args.crop_scale)
     except ModuleNotFoundError as e:
-        print(f"error: {e.name} is not installed; ONNX export needs onnx, onnxscript and onnxruntime "
-              f"(pip install -e .[dev])", file=sys.stderr)
-        return 2
+        return fail(f"{e.name} is not installed; ONNX export needs onnx, onnxscript and onnxruntime "
+                    f"(pip install -e .[dev])")
     except (FileNotFoundError, ValueError, OSError) as e:
         return fail(e)
     except ExportMismatch as e:
