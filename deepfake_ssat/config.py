@@ -138,6 +138,9 @@ class TrainConfig:
     min_lr: float = 1.0e-6
     warmup_epochs: float = 5.0
     weight_decay: float = 0.05
+    # AdamW betas; null: (0.9, 0.95) for MAE-style pre-training (ssat.lam = 0), else (0.9, 0.999) as DeiT
+    # and VideoMAE fine-tuning use
+    betas: Optional[list[float]] = None
     clip_grad: Optional[float] = None
     accum_steps: int = 1
     amp: str = "bf16"  # bf16 | fp16 | none; autocast is used on CUDA only
@@ -146,6 +149,10 @@ class TrainConfig:
     init_from: Optional[str] = None  # encoder weights to start from: our checkpoint, VideoMAE or MAE .pth
     save_every_steps: int = 0  # 0: checkpoint at epoch ends only
     log_every_steps: int = 10
+    # best.pt is chosen on validation by: auc (video level) | acc (video level for face clips) | loss
+    # (video log-loss for face clips, else the joint loss); auto = auc for face-clip datasets, else acc.
+    # Without a classifier (ssat.lam = 0) the reconstruction loss decides.
+    select: str = "auto"
 
 
 @dataclass

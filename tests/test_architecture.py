@@ -16,7 +16,7 @@ from deepfake_ssat.models.registry import create_model, list_models
 
 # Lower layers never import higher ones; a layer may import its own package and anything below.
 LAYERS = {
-    "io": 0, "runcli": 0, "config": 0, "__version__": 0,
+    "io": 0, "runcli": 0, "config": 0, "__version__": 0, "metrics": 0,
     "models": 1, "faces": 1,
     "data": 2,
     "engine": 3,

@@ -34,7 +34,14 @@ def test_config_family_trains_and_loss_decreases(name, face_data, tmp_path):
     assert len(rows) == 4 and summary["steps"] == 12
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert summary["test_acc1"] is not None and len(summary["data_manifest_sha256"]) == 64
+    # DFDC is imbalanced: best.pt is chosen on video-level validation AUC, logged with log-loss and balanced ACC
+    assert {"val_auc", "val_log_loss", "val_bal_acc", "val_video_acc"} <= rows[0].keys()
+    best = rows[summary["best_epoch"] - 1]
+    assert summary["selected_by"] == "auc" and summary["best_val_metric"] == pytest.approx(float(best["val_auc"]))
+    assert max(float(r["val_auc"]) for r in rows) == pytest.approx(float(best["val_auc"]))
+    assert {"acc", "auc", "log_loss", "eer"} <= summary["test_video"].keys() and summary["test_video"]["log_loss"] > 0
     ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)  # fine-tuning betas (MAE: 0.95)
     assert ckpt["meta"]["data_manifest_sha256"] == summary["data_manifest_sha256"]
     assert any(k.startswith("decoder.") for k in ckpt["model"]) == (name != "dfdc_videomae_scratch")
     encoder, _ = load_inference_model(tmp_path / "best.pt")
@@ -48,6 +55,8 @@ def test_ssl_then_finetune_chain(face_data, tmp_path):
     ssl = fit(_cfg("dfdc_videomae_ssl_095", face_data), tmp_path / "ssl")
     rows = _history(tmp_path / "ssl")
     assert ssl["best_val_acc1"] is None and rows[0]["val_acc1"] == ""  # lam = 0: no classifier trained
+    assert ssl["selected_by"] == "rec"
+    assert load_checkpoint(tmp_path / "ssl" / "last.pt")["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.95)
     assert float(rows[-1]["train_rec"]) < float(rows[0]["train_rec"])
     pre = load_checkpoint(tmp_path / "ssl" / "last.pt")["model"]
     cfg = _cfg("dfdc_videomae_ssl_095_ft", face_data, f"train.init_from={tmp_path / 'ssl' / 'last.pt'}",

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..eval.metrics import STRATEGIES
+from ..metrics import STRATEGIES
 from .extract_faces import add_detection_arguments
 from ..faces.datasets import folder_items
 from ..inference import Detector, expand_inputs

@@ -33,6 +33,7 @@ from ..data import EpochSampler, SeededItems, build_datasets, manifest_sha256, n
 from ..data.images import mixup_fn
 from ..data.sampling import class_balance_weights, derive_seed
 from ..io import atomic_write, atomic_write_json, atomic_write_text, git_revision
+from ..metrics import StreamingMetrics
 from .build import build_model
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, setup_distributed, teardown_distributed
@@ -40,6 +41,7 @@ from .runtime import amp_dtype as choose_amp
 from .runtime import autocast, resolve_device
 
 VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs
+SELECT = ("auto", "auc", "acc", "loss")  # train.select
 
 
 class TrainingDiverged(RuntimeError):
@@ -62,10 +64,21 @@ def carry_best(resume_path: str | Path, out_dir: str | Path) -> None:
         atomic_write(target, lambda f: f.write(source.read_bytes()))
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW (0.9, 0.95), multi-tensor; no weight decay on 1-D params (norms, biases) or ``no_weight_decay()`` names."""
-    return create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95),
-                               foreach=True)
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """AdamW, multi-tensor; no weight decay on 1-D params (norms, biases) or ``no_weight_decay()`` names."""
+    return create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay, betas=betas, foreach=True)
+
+
+def adamw_betas(cfg: Config) -> tuple[float, float]:
+    """``train.betas``, or by default (0.9, 0.95) for MAE-style pre-training (lam = 0) and (0.9, 0.999)
+    otherwise (DeiT recipe, VideoMAE fine-tuning)."""
+    betas = cfg.train.betas
+    if betas is None:
+        return (0.9, 0.95) if cfg.ssat.lam == 0 else (0.9, 0.999)
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"train.betas: two numbers in [0, 1), got {betas}")
+    return float(betas[0]), float(betas[1])
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_updates: int, warmup_updates: int,
@@ -111,6 +124,7 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
         dataset = Subset(dataset, range(dist.rank, len(dataset), dist.world_size))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     sums = dict.fromkeys(("loss", "cls", "rec", "correct", "count", "has_cls", "has_rec", "has_logits"), 0.0)
+    clips: tuple[list, list, list] = ([], [], [])  # video keys, labels, fake probabilities of keyed binary items
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(derive_seed(VAL_MASK_SEED, dist.rank) if dist.enabled else VAL_MASK_SEED)
         for batch in loader:
@@ -125,6 +139,10 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
             if logits is not None:
                 sums["correct"] += (logits.argmax(dim=1) == batch[1]).sum().item()
                 sums["has_logits"] = 1.0
+                if len(batch) > 2 and logits.shape[1] == 2:  # face clips: (clip, label, video key)
+                    clips[0].extend(batch[2])
+                    clips[1].extend(batch[1].tolist())
+                    clips[2].extend(logits.float().softmax(dim=1)[:, 1].tolist())
             sums["count"] += n
     sums = dict(zip(sums, all_reduce_sum(list(sums.values()), dist, device)))
     count = sums["count"]
@@ -135,15 +153,30 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
         "cls": sums["cls"] / count if sums["has_cls"] else None,
         "rec": sums["rec"] / count if sums["has_rec"] else None,
         "acc1": 100.0 * sums["correct"] / count if sums["has_logits"] else None,
+        "video": _video_metrics(clips, dist),
     }
+
+
+def _video_metrics(clips: tuple[list, list, list], dist: DistInfo) -> dict | None:
+    """Video-level metrics (clip probabilities averaged per video, as evaluation does) over every rank's
+    clips; None for items without video keys (images)."""
+    parts = gather_objects(clips, dist)
+    keys = [k for p in parts for k in p[0]]
+    if not keys:
+        return None
+    metrics = StreamingMetrics()
+    metrics.update(keys, [y for p in parts for y in p[1]], [q for p in parts for q in p[2]])
+    return metrics.compute()["video"]
 
 
 @dataclass
 class TrainState:
     """Everything beyond module/optimizer state that a resumed run must get back."""
     step: int = 0  # optimizer updates done
-    best_metric: float | None = None  # val acc1 (higher is better) or -val rec loss for lam = 0
+    best_metric: float | None = None  # the selection score of best.pt (higher is better)
     best_epoch: int | None = None
+    selected_by: str | None = None  # auc | acc | loss | rec: what chose best.pt
+    best_value: float | None = None  # that metric's value at best_epoch, as logged
     train_seconds: float = 0.0
     epoch_sums: dict = field(default_factory=lambda: {"loss": 0.0, "cls": 0.0, "rec": 0.0, "n": 0})
     history: list = field(default_factory=list)  # one row per finished epoch
@@ -278,6 +311,8 @@ def _check_schedule(cfg: Config) -> None:
         raise ConfigError(f"train.clip_grad: must be a positive gradient norm or null (no clipping), got {t.clip_grad}")
     if not t.warmup_epochs >= 0:
         raise ConfigError(f"train.warmup_epochs: must be >= 0, got {t.warmup_epochs}")
+    if t.select not in SELECT:
+        raise ConfigError(f"train.select: must be one of {', '.join(SELECT)}, got {t.select!r}")
 
 
 def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist: DistInfo,
@@ -306,7 +341,7 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
             f"processes exceeds the {len(datasets['train'])} training items; lower them")
     total_updates = updates_per_epoch * t.epochs
     lr = t.blr * cfg.data.batch_size * t.accum_steps * dist.world_size / 256
-    optimizer = build_optimizer(model, lr, t.weight_decay)
+    optimizer = build_optimizer(model, lr, t.weight_decay, adamw_betas(cfg))
     amp_dtype = choose_amp(t.amp, device, "train.amp")
     data_meta = data_manifest(datasets)
     run = Run(cfg=cfg, out_dir=out_dir, dist=dist, device=device, amp_dtype=amp_dtype, model=model, net=model,
@@ -512,16 +547,17 @@ def end_epoch(run: Run, epoch: int) -> None:
         "epoch": epoch + 1, "step": state.step, "lr": run.optimizer.param_groups[0]["lr"],
         "train_loss": n_loss / n, "train_cls": n_cls / n, "train_rec": n_rec / n,
         "val_loss": val["loss"], "val_acc1": val["acc1"], "val_rec": val["rec"],
+        **_video_row(val["video"]),
         "train_seconds": round(state.train_seconds, 3),
     }
     state.history.append(row)
     state.epoch_sums = {"loss": 0.0, "cls": 0.0, "rec": 0.0, "n": 0}
-    metric = val["acc1"] if val["acc1"] is not None else -val["rec"]
-    if state.best_metric is None or metric > state.best_metric:
-        state.best_metric, state.best_epoch = metric, epoch + 1
+    name, value, score = select_metric(val, cfg.train.select)
+    if state.best_metric is None or score > state.best_metric:
+        state.best_metric, state.best_epoch, state.selected_by, state.best_value = score, epoch + 1, name, value
         run.checkpoint("best.pt", capture_rng())
     if dist.is_main:
-        for k in ("val_loss", "val_acc1", "val_rec"):
+        for k in [k for k in row if k.startswith("val_")]:
             if row[k] is not None:
                 run.writer.add_scalar(f"val/{k[4:]}", row[k], state.step)
         run.writer.flush()
@@ -532,6 +568,34 @@ def end_epoch(run: Run, epoch: int) -> None:
     run.checkpoint("last.pt", run.mark_rng)
     run.consistent = True
     run.clock = time.perf_counter()
+
+
+def _video_row(video: dict | None) -> dict:
+    """The video-level validation columns of metrics.csv (none for image datasets)."""
+    if video is None:
+        return {}
+    return {"val_video_acc": video["acc"], "val_auc": video["auc"], "val_log_loss": video["log_loss"],
+            "val_bal_acc": video["balanced_acc"]}
+
+
+def select_metric(val: dict, select: str) -> tuple[str, float, float]:
+    """``(name, value, score)`` of the validation metric that picks ``best.pt`` (``score``: higher is
+    better) for ``train.select``; see :class:`~deepfake_ssat.config.TrainConfig`."""
+    video = val["video"]
+    if val["acc1"] is None:  # no classifier (MAE pre-training): the reconstruction loss
+        return "rec", val["rec"], -val["rec"]
+    if select == "auto":
+        select = "auc" if video is not None and video["auc"] is not None else "acc"
+    if select == "auc":
+        if video is None or video["auc"] is None:
+            raise ConfigError("train.select: auc needs face clips of both classes in the validation split; "
+                              "use train.select=acc or loss")
+        return "auc", video["auc"], video["auc"]
+    if select == "acc":
+        value = video["acc"] if video is not None else val["acc1"]
+        return "acc", value, value
+    value = video["log_loss"] if video is not None else val["loss"]
+    return "loss", value, -value
 
 
 def finish(run: Run) -> dict:
@@ -552,8 +616,11 @@ def finish(run: Run) -> dict:
     if "test_perturbed" in run.datasets:
         perturbed = evaluate(run.model, run.datasets["test_perturbed"], *args)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
+    video = test["video"] if test else None
     summary = {
         "best_epoch": state.best_epoch,
+        "selected_by": state.selected_by,
+        "best_val_metric": state.best_value,
         "best_val_acc1": best_row.get("val_acc1"),
         "best_val_rec": best_row.get("val_rec"),
         "test_acc1": test["acc1"] if test else None,
@@ -564,6 +631,8 @@ def finish(run: Run) -> dict:
         "epochs": cfg.train.epochs,
         "world_size": dist.world_size,
         **({"test_acc1_perturbed": perturbed["acc1"]} if perturbed else {}),
+        **({"test_video": {k: video[k] for k in ("acc", "auc", "log_loss", "eer", "balanced_acc", "n")}}
+           if video else {}),
         "data_manifest_sha256": run.data_sha256,
     }
     if dist.is_main:

@@ -1,5 +1,5 @@
 """Evaluation metrics (clip and video level) and result writers."""
-from .metrics import (
+from ..metrics import (
     StreamingMetrics,
     aggregate,
     binary_metrics,

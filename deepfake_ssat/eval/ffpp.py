@@ -17,7 +17,7 @@ from ..data import FaceClipDataset, build_face_clips
 from ..engine.runtime import amp_dtype, autocast
 from ..engine.weights import load_inference_model
 from ..faces.datasets import FFPP_METHODS, FFPP_PAPER_METHODS
-from .metrics import StreamingMetrics
+from ..metrics import StreamingMetrics
 from .report import results_table, roc_png, write_predictions_csv, write_results
 
 

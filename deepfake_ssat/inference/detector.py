@@ -18,7 +18,7 @@ import torch
 from ..config import Config
 from ..data.transforms import centre_resize, clip_positions, clip_tensor, resized_crop
 from ..engine.runtime import amp_dtype, autocast, resolve_device
-from ..eval.metrics import STRATEGIES, aggregate
+from ..metrics import STRATEGIES, aggregate
 from ..faces.datasets import folder_items
 from ..faces.detect import FaceDetector, link_tracks, main_track, square_crop_box
 from ..faces.extract import ExtractionParams, VideoFailure, _first_line, open_video, read_frames

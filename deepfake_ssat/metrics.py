@@ -48,8 +48,12 @@ def equal_error_rate(labels: Sequence[int] | np.ndarray, probs: Sequence[float] 
     return float(fpr[i - 1] + s * (fpr[i] - fpr[i - 1]))
 
 
+LOG_LOSS_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] for the log-loss (as scikit-learn / DFDC)
+
+
 def binary_metrics(labels: Any, probs: Any, threshold: float = 0.5) -> dict[str, float | int | None]:
-    """ACC / per-class ACC (%, ``prob >= threshold`` is fake), AUC, AP, EER (fractions) and counts.
+    """ACC / per-class ACC / balanced ACC (%, ``prob >= threshold`` is fake), log-loss (nats), AUC, AP,
+    EER (fractions) and counts.
 
     A class with no samples gives ``None`` for its accuracy; with one class only, AUC/AP/EER are ``None``.
     """
@@ -62,10 +66,15 @@ def binary_metrics(labels: Any, probs: Any, threshold: float = 0.5) -> dict[str,
     n_fake = int(y.sum())
     n_real = int(y.size - n_fake)
     both = n_real > 0 and n_fake > 0
+    acc_real = 100.0 * float(correct[y == 0].mean()) if n_real else None
+    acc_fake = 100.0 * float(correct[y == 1].mean()) if n_fake else None
+    clipped = np.clip(p, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
     return {
         "acc": 100.0 * float(correct.mean()),
-        "acc_real": 100.0 * float(correct[y == 0].mean()) if n_real else None,
-        "acc_fake": 100.0 * float(correct[y == 1].mean()) if n_fake else None,
+        "acc_real": acc_real,
+        "acc_fake": acc_fake,
+        "balanced_acc": (acc_real + acc_fake) / 2 if both else None,
+        "log_loss": float(-np.mean(np.where(y == 1, np.log(clipped), np.log1p(-clipped)))),
         "auc": float(roc_auc_score(y, p)) if both else None,
         "ap": float(average_precision_score(y, p)) if both else None,
         "eer": equal_error_rate(y, p) if both else None,
