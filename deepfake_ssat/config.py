@@ -118,8 +118,9 @@ class DataConfig:
     exclude_methods: list[str] = field(default_factory=list)  # FF++: e.g. [NeuralTextures]
     splits_dir: Optional[str] = None  # FF++: folder of the official train/val/test.json
     test_list: Optional[str] = None  # Celeb-DF v2: List_of_testing_videos.txt
-    # Image datasets (cifar10, cifar100, flowers102, svhn; ImageFolder trees chaoyang, pmnist,
-    # domainnet_*, imagenet, imagefolder): read from root, fetched into it only with download: true.
+    # Image datasets (cifar10, cifar100, flowers102, flowers102_trainval (the paper's train + val), svhn;
+    # ImageFolder trees chaoyang, pmnist, domainnet_*, imagenet, imagefolder): read from root, fetched
+    # into it only with download: true.
     download: bool = False
     train_transform: Optional[str] = "deit"  # deit (RandAugment m9 + erasing 0.25) | simple | null = eval transform
     subset_fraction: Optional[float] = None  # fixed-seed (split_seed) class-stratified part of the training split

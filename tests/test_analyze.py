@@ -68,7 +68,10 @@ def test_explicit_attention_reproduces_the_fused_module():
 
 
 def test_block_selection():
-    assert resolve_blocks(None, 12) == [0, 6, 11]
+    assert resolve_blocks(None, 12) == [0, 5, 11]  # the paper's Fig. 6: first, sixth, twelfth
+    assert resolve_blocks(None, 24) == [0, 5, 23]
+    assert resolve_blocks(None, 6) == [0, 5]
+    assert resolve_blocks(None, 4) == [0, 2, 3] and resolve_blocks(None, 2) == [0, 1]
     assert resolve_blocks([0, -1, 11], 12) == [0, 11]
     with pytest.raises(ValueError, match="out of range"):
         resolve_blocks([12], 12)

@@ -170,16 +170,40 @@ def test_svhn_reads_mat_files_and_maps_ten_to_zero(tmp_path, no_checksums):
     assert ds["train"][0][0].shape == (3, 32, 32)
 
 
-def test_flowers102_uses_its_own_validation_split(tmp_path, no_checksums):
-    base = tmp_path / "flowers-102"
+def _flowers(root: Path) -> None:
+    """flowers-102 as torchvision reads it: 12 images of 3 classes; train ids 1-6, val 7-9, test 10-12."""
+    base = root / "flowers-102"
     for i in range(1, 13):
         _png(base / "jpg" / f"image_{i:05d}.jpg", (30, 40), i)
     savemat(base / "imagelabels.mat", {"labels": np.array([1, 2, 3] * 4)})  # 1-based
     savemat(base / "setid.mat", {"trnid": np.arange(1, 7), "valid": np.arange(7, 10), "tstid": np.arange(10, 13)})
+
+
+def test_flowers102_uses_its_own_validation_split(tmp_path, no_checksums):
+    _flowers(tmp_path)
     ds = build_image_dataset("flowers102", tmp_path, 32, 3, val_fraction=0.5)
     assert (len(ds["train"]), len(ds["val"]), len(ds["test"])) == (6, 3, 3)
     assert ds["train"].labels == [0, 1, 2, 0, 1, 2]
     assert ds["val"][0][0].shape == (3, 32, 32)
+
+
+def test_flowers102_trainval_trains_on_train_plus_val_and_holds_out_selection(tmp_path, no_checksums):
+    """The paper's Flowers-102 training set is torchvision's train + val; selection is held out of it."""
+    _flowers(tmp_path)
+    ds = build_image_dataset("flowers102_trainval", tmp_path, 32, 3, val_fraction=1 / 3, split_seed=0)
+    assert (len(ds["train"]), len(ds["val"]), len(ds["test"])) == (6, 3, 3)
+    assert NUM_CLASSES["flowers102_trainval"] == 102 == image_num_classes("flowers102_trainval", None)
+    assert ds["train"].base is ds["val"].base and len(ds["train"].base) == 9  # the joined 6 + 3
+    assert sorted(ds["train"].indices + ds["val"].indices) == list(range(9))  # disjoint, cover train + val
+    assert ds["train"].base[8][1] == 2  # joined position 8 = torchvision val image 9 (class 3, 0-based 2)
+    assert sorted(ds["val"].labels) == [0, 1, 2]  # class-stratified
+    assert ds["test"].labels == [0, 1, 2] and ds["test"].base is not ds["train"].base
+    image, label = ds["train"][len(ds["train"]) - 1]
+    assert image.shape == (3, 32, 32) and label == ds["train"].labels[-1]
+    again = build_image_dataset("flowers102_trainval", tmp_path, 32, 3, val_fraction=1 / 3, split_seed=0)
+    assert again["val"].manifest() == ds["val"].manifest()  # fixed by split_seed
+    with pytest.raises(ConfigError, match="data.val_fraction: flowers102_trainval takes validation"):
+        build_image_dataset("flowers102_trainval", tmp_path, 32, 3, val_fraction=0.0)
 
 
 @pytest.mark.parametrize("in_chans", [3, 1])

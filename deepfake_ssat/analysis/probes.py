@@ -35,9 +35,16 @@ def require_plain_vit(encoder: nn.Module) -> None:
                          f"token grid); these analyses support ViT / VideoMAE encoders")
 
 
+PAPER_MIDDLE_BLOCK = 5  # Fig. 6: the first, sixth and twelfth ViT-T blocks
+
+
 def default_blocks(depth: int) -> list[int]:
-    """First, middle and last block indices (deduplicated, ascending) for a ``depth``-block encoder."""
-    return sorted({0, depth // 2, depth - 1})
+    """First, middle and last block indices (deduplicated, ascending) for a ``depth``-block encoder.
+
+    The middle one is the paper's (Fig. 6): the sixth block, index 5, of encoders with at least 6
+    blocks (12-block ViT-T/S/B: 0, 5, 11); ``depth // 2`` of shallower ones."""
+    middle = PAPER_MIDDLE_BLOCK if depth > PAPER_MIDDLE_BLOCK else depth // 2
+    return sorted({0, middle, depth - 1})
 
 
 def resolve_blocks(spec: list[int] | None, depth: int) -> list[int]:

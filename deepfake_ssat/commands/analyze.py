@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=32, help="fixed samples for every analysis (default 32)")
     p.add_argument("--batch-size", type=int, default=16, help="forward batch; also the Hessian's batches")
     p.add_argument("--seed", type=int, default=0, help="sample choice, masks and random probes")
-    p.add_argument("--blocks", type=_int_list, help="attention blocks, e.g. 0,5,-1 (default first,middle,last)")
+    p.add_argument("--blocks", type=_int_list,
+                   help="attention blocks, e.g. 0,3,-1 (default 0,5,-1: first, the paper's 6th, last; "
+                        "depth//2 as the middle one below 6 blocks)")
     p.add_argument("--layer", type=int, default=-1, help="Grad-CAM: tokens entering this block (default -1)")
     p.add_argument("--hessian-loss", choices=("cls", "joint"), default="cls",
                    help="cls: cross-entropy; joint: SSAT loss with fixed masks (needs the decoder)")

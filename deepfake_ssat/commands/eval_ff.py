@@ -28,8 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits-dir", type=Path, help="folder of the official train/val/test.json "
                                                    "(default: <data-root>/splits)")
     p.add_argument("--compression", choices=FFPP_COMPRESSIONS, default=None, help="FF++ level (default: config's)")
-    p.add_argument("--config", type=Path, help="fine-tuning config (a file or packaged name; default "
-                                               "ffpp_videomae_095, ffpp_videomae_scratch with --scratch)")
+    p.add_argument("--config", type=Path,
+                   help="fine-tuning config (a file or packaged name). Default: the one of the checkpoint's Table 8 "
+                        "row, ffpp_videomae_{095,075,ssl_095_ft,ssl_075_ft,scratch} (its tiny/ variant for a "
+                        "tiny checkpoint); ffpp_videomae_scratch with --scratch. A config whose lam / mask ratio "
+                        "/ decoder / row differ from the checkpoint's is refused")
+    p.add_argument("--allow-recipe-mismatch", action="store_true",
+                   help="fine-tune with --config's recipe even where it differs from the checkpoint's (e.g. a "
+                        "0.75 SSAT checkpoint at 0.95, or an SSL checkpoint with SSAT): the fold then no longer "
+                        "measures the checkpoint's row of Table 8; each fold's recipe.json records it")
     p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as in train.py")
     p.add_argument("--name", help="row name in the table (default: the checkpoint's run folder, or Scratch)")
     p.add_argument("--strategy", choices=("mean", "confident"), default="mean",
@@ -81,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                            args.compression or "c23", device, strategy=args.strategy))
         if args.leave_out:
             folds = None if "all" in args.leave_out else list(dict.fromkeys(args.leave_out))
-            config = find_config(args.config or ("ffpp_videomae_scratch" if args.scratch else "ffpp_videomae_095"))
+            config = find_config(args.config) if args.config else None  # None: the checkpoint's row picks it
             cross_manipulation(config, args.data_root, args.out, name, folds, args.checkpoint, args.scratch,
-                               args.splits_dir, opts, device, args.strategy, on_fold=lambda r: keep([r]))
+                               args.splits_dir, opts, device, args.strategy, on_fold=lambda r: keep([r]),
+                               allow_recipe_mismatch=args.allow_recipe_mismatch)
         paths = write_table(args.out, done)
     except KeyboardInterrupt:
         return interrupted(_kept(done, args.out), tool_command("eval_ff.py", argv))

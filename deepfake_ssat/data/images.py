@@ -1,6 +1,10 @@
 """Image classification datasets of the paper: CIFAR-10/100, Flowers102, SVHN (torchvision) and
 ImageFolder trees (Chaoyang, PMNIST, DomainNet clipart / infograph / sketch, ImageNet-1K).
 
+``flowers102_trainval`` is Flowers-102 as the paper trains on it: torchvision's train and val
+splits (1020 + 1020 images) joined into one training set, from which the selection split is held
+out like CIFAR's; ``flowers102`` keeps torchvision's own train / val / test.
+
 Every split is an :class:`ImageSubset`: items ``(image [C, H, W], label)`` and ``.labels`` for class-balanced
 sampling; :func:`build_image_dataset` makes the splits.
 """
@@ -17,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
 from timm.data.auto_augment import RandAugment
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 from torchvision.datasets import CIFAR10, CIFAR100, SVHN, Flowers102, ImageFolder, VisionDataset
 from torchvision.datasets.folder import find_classes
 from torchvision.transforms import Compose, InterpolationMode
@@ -39,6 +43,8 @@ class TorchvisionSource:
     num_classes: int
     splits: tuple[str, ...]  # its own splits
     open: Callable[[Path, str, bool], VisionDataset]  # (root, split, download) -> dataset of PIL images
+    # its splits read as one training split (validation then held out of it by data.val_fraction)
+    merge: tuple[str, ...] = ()
 
 
 TORCHVISION = {
@@ -52,6 +58,9 @@ TORCHVISION = {
     "flowers102": TorchvisionSource(
         "Flowers-102", "flowers-102", ("jpg", "imagelabels.mat", "setid.mat"), 102, ("train", "val", "test"),
         lambda root, split, download: Flowers102(root, split=split, download=download)),
+    "flowers102_trainval": TorchvisionSource(  # the paper's ~2K training images: train + val
+        "Flowers-102", "flowers-102", ("jpg", "imagelabels.mat", "setid.mat"), 102, ("train", "val", "test"),
+        lambda root, split, download: Flowers102(root, split=split, download=download), merge=("train", "val")),
     "svhn": TorchvisionSource(
         "SVHN", "", ("train_32x32.mat", "test_32x32.mat"), 10, ("train", "test"),
         lambda root, split, download: SVHN(root, split=split, download=download)),
@@ -292,7 +301,18 @@ def subset_count(n: int, subset_fraction: float | None, subset_size: int | None)
 # Sources
 
 
-def _base_labels(base: VisionDataset) -> list[int]:
+class JoinedSplits(ConcatDataset):
+    """Splits of one dataset read as one, in order (Flowers-102 train + val): items ``(PIL image, label)``."""
+
+    def __init__(self, parts: Sequence[VisionDataset]):
+        super().__init__(parts)
+        self.labels = [label for part in parts for label in _base_labels(part)]
+        self.classes = _base_classes(parts[0])
+
+
+def _base_labels(base: VisionDataset | JoinedSplits) -> list[int]:
+    if isinstance(base, JoinedSplits):
+        return list(base.labels)
     if isinstance(base, SVHN):
         return base.labels.tolist()
     if isinstance(base, Flowers102):
@@ -300,7 +320,7 @@ def _base_labels(base: VisionDataset) -> list[int]:
     return list(base.targets)
 
 
-def _base_classes(base: VisionDataset) -> list[str]:
+def _base_classes(base: VisionDataset | JoinedSplits) -> list[str]:
     return [str(c) for c in range(10)] if isinstance(base, SVHN) else list(base.classes)
 
 
@@ -389,8 +409,9 @@ def build_image_dataset(
     own validation split) and the ``subset_fraction`` / ``subset_size`` of the remaining training
     split are class-stratified draws fixed by ``split_seed``.
 
-    Validation is the dataset's own split where it has one (Flowers102, ImageFolder ``root/val``), else
-    a fixed-seed class-stratified part of the training split; the optional stratified training subset
+    Validation is the dataset's own split where it has one (flowers102, ImageFolder ``root/val``), else
+    a fixed-seed class-stratified part of the training split (``flowers102_trainval``: of torchvision's
+    train + val, the paper's training set; test stays test); the optional stratified training subset
     serves the ImageNet-subset study. Nothing is downloaded unless ``download=True``; a missing file
     raises one :class:`ConfigError` line naming it.
     """
@@ -404,6 +425,10 @@ def build_image_dataset(
         raise ConfigError(f"model.in_chans: image datasets give 1 (grey) or 3 (RGB) channels, got {in_chans}")
     root = Path(root)
     splits = _open_torchvision(name, root, download) if name in TORCHVISION else _open_folders(name, root, download)
+    merge = TORCHVISION[name].merge if name in TORCHVISION else ()
+    if merge:
+        splits = {"train": JoinedSplits([splits[k] for k in merge]),
+                  **{k: v for k, v in splits.items() if k not in merge}}
     eval_tf = make_eval_transform(img_size, in_chans)
     train_tf = eval_tf if train_transform is None else make_train_transform(train_transform, img_size, in_chans)
     classes = _base_classes(splits["train"])
