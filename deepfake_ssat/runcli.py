@@ -10,6 +10,12 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def first_line(error: BaseException | str, limit: int = 200) -> str:
+    """The first line of ``error``'s message, cut to ``limit`` characters; its type name when it has none."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
 def _one_line(error: BaseException | str, limit: int = 500) -> str:
     """The message's last non-empty line (an error from a DataLoader worker arrives under the worker's
     traceback), cut to ``limit`` characters; the exception's type name when it has no message."""

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_write
+from ..runcli import first_line
 
 
 class CheckpointError(ValueError):
@@ -58,7 +59,7 @@ def read_weights_only(path: str | os.PathLike, map_location: str | torch.device 
         try:
             return load_file(path, device=str(map_location))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
+            raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(e, 160)})") from None
     try:
         with torch.serialization.safe_globals(_ALLOWED_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -71,14 +72,8 @@ def read_weights_only(path: str | os.PathLike, map_location: str | torch.device 
             f"({_unsafe_reason(e)}); only tensors, numbers, strings, lists and dicts are read. "
             f"Ask for a plain state dict or a safetensors export (tools/export.py --format safetensors)") from None
     except Exception as e:  # zip / EOF errors: truncated or not a torch file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first_line(e)}); "
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first_line(e, 160)}); "
                               f"pass a file written by torch.save or a .safetensors file") from None
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of ``error``'s message (160 characters at most), or its type name."""
-    lines = str(error).strip().splitlines()
-    return lines[0][:160] if lines else type(error).__name__
 
 
 def _unsafe_reason(error: pickle.UnpicklingError) -> str:
@@ -87,7 +82,7 @@ def _unsafe_reason(error: pickle.UnpicklingError) -> str:
     if found:
         return f"global {found.group(1)}"
     found = re.search(r"Unsupported operand \d+", str(error))
-    return found.group(0) if found else first_line(error)
+    return found.group(0) if found else first_line(error, 160)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:

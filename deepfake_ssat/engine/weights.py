@@ -16,7 +16,8 @@ import torch.nn as nn
 
 from ..config import Config, config_from_dict
 from ..io import atomic_write, atomic_write_json
-from .checkpoint import CheckpointError, first_line, load_checkpoint, read_weights_only, tensor_digest, verify_digest
+from ..runcli import first_line
+from .checkpoint import CheckpointError, load_checkpoint, read_weights_only, tensor_digest, verify_digest
 
 DETECTOR_FORMAT = "deepfake_ssat.detector/1"
 CLASSIFIER_WEIGHTS = ("head.weight", "head.fc.weight", "fc.weight")  # ViT / VideoMAE / CvT, Swin, ResNet
@@ -55,7 +56,7 @@ def read_detector(path: str | os.PathLike, map_location: str | torch.device = "c
     try:
         meta = json.loads(sidecar.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"{sidecar}: unreadable detector description ({first_line(e)})") from None
+        raise CheckpointError(f"{sidecar}: unreadable detector description ({first_line(e, 160)})") from None
     if not isinstance(meta, dict) or meta.get("format") != DETECTOR_FORMAT:
         raise CheckpointError(f"{sidecar}: not a deepfake_ssat detector description (format {DETECTOR_FORMAT})")
     name = meta.get("weights")
@@ -98,5 +99,5 @@ def load_inference_model(path: str | os.PathLike, map_location: str | torch.devi
         encoder.load_state_dict(encoder_state)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: its weights do not fit model {cfg.model.name!r} as its config describes "
-                              f"({first_line(e)})") from None
+                              f"({first_line(e, 160)})") from None
     return encoder.eval().to(map_location), cfg

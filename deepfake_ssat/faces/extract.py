@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .. import __version__
+from ..runcli import first_line
 from ..io import atomic_write_json, atomic_write_text, find_files, is_inside, make_temp_dir, sha256_file
 from .datasets import VideoItem
 from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
@@ -74,11 +75,6 @@ class VideoFailure(Exception):
         self.status, self.reason = status, reason
 
 
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:limit]
-
-
 def open_video(path: Path):
     """A decord ``VideoReader`` on ``path`` with at least one frame, or :class:`VideoFailure`."""
     import decord
@@ -90,7 +86,7 @@ def open_video(path: Path):
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
     except Exception as e:  # decord raises DECORDError / RuntimeError with multi-line C++ messages
-        raise VideoFailure("unreadable", f"{path}: decord cannot open it ({_first_line(e)})") from None
+        raise VideoFailure("unreadable", f"{path}: decord cannot open it ({first_line(e)})") from None
     if len(reader) == 0:
         raise VideoFailure("unreadable", f"{path}: no frames")
     return reader
@@ -114,7 +110,7 @@ def read_frames(reader, indices: list[int]) -> list[np.ndarray]:
                 reader.skip_frames(i - pos)
             frames.append(_unpad_rows(reader.next().asnumpy()))
         except Exception as e:
-            raise VideoFailure("unreadable", f"decoding frame {i} failed ({_first_line(e)})") from None
+            raise VideoFailure("unreadable", f"decoding frame {i} failed ({first_line(e)})") from None
         pos = i + 1
     return frames
 
@@ -333,7 +329,7 @@ def safe_extract(item: VideoItem, out_root: Path, params: ExtractionParams, dete
     try:
         return extract_video(item, out_root, params, detector)
     except Exception as e:
-        return _record(item, "error", f"{item.path}: {type(e).__name__}: {_first_line(e)}")
+        return _record(item, "error", f"{item.path}: {type(e).__name__}: {first_line(e)}")
 
 
 _WORKER: dict = {}

@@ -21,9 +21,10 @@ from ..engine.runtime import amp_dtype, autocast, resolve_device
 from ..metrics import STRATEGIES, aggregate
 from ..faces.datasets import folder_items
 from ..faces.detect import FaceDetector, link_tracks, main_track, square_crop_box
-from ..faces.extract import ExtractionParams, VideoFailure, _first_line, open_video, read_frames
+from ..faces.extract import ExtractionParams, VideoFailure, open_video, read_frames
 from ..faces.sampling import SamplingPolicy
 from ..models.encoder import Encoder
+from ..runcli import first_line
 from .annotate import write_strip
 
 
@@ -133,7 +134,7 @@ class Detector:
         except NonFiniteOutput as e:  # a NaN score must never become a verdict
             record.update(status="error", reason=str(e))
         except Exception as e:  # one broken video never stops a batch
-            record.update(status="error", reason=f"{path}: {type(e).__name__}: {_first_line(e)}")
+            record.update(status="error", reason=f"{path}: {type(e).__name__}: {first_line(e)}")
         record["seconds"] = round(time.perf_counter() - start, 3)
         return record
 
