@@ -1,4 +1,5 @@
-"""``dfssat-extract-faces`` / ``tools/extract_faces.py``: face crops + manifests for videos, DFDC parts and FF++ roots.
+"""``dfssat-extract-faces`` / ``tools/extract_faces.py``: face crops + manifests for videos, DFDC, FF++, Celeb-DF and
+labelled video lists.
 
 Usage errors (a bad flag value, ``--device cuda`` without a GPU, an ``--out`` that cannot be written, an
 input without videos) end with one ``error:`` line and exit 2 before any work; Ctrl-C ends with one
@@ -49,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="extract_faces.py",
         description="Extract face crops (MTCNN) from videos, a DFDC part/root or an FF++ root into --out, "
                     "with a manifest per video, index.jsonl and summary.json. Reruns skip finished videos.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, folder, DFDC part/root or FF++ root")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="video file, folder, DFDC part/root, DFDC test folder (labels.csv), FF++ or Celeb-DF root")
+    p.add_argument("--list", type=Path, metavar="CSV",
+                   help="a labelled list of your own videos: CSV path,label[,group][,split] (label REAL/FAKE or "
+                        "0/1, 1 = fake; paths relative to the CSV); extracted to <out>/list/... with the labels")
     p.add_argument("--out", required=True, type=Path, help="output root")
     sampling = p.add_mutually_exclusive_group()
     sampling.add_argument("--frames", type=int, help="frames spread uniformly over each video (default 32)")
@@ -81,6 +86,8 @@ def _check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"--crop-scale must be positive, got {args.crop_scale}")
     if args.clips is None and (args.clip_len is not None or args.stride is not None):
         parser.error("--clip-len and --stride need --clips")
+    if not args.inputs and args.list is None:
+        parser.error("give at least one INPUT or --list CSV")
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard must be in [0, --num-shards={args.num_shards})")
 
@@ -152,7 +159,8 @@ def _extract(args: argparse.Namespace) -> int:
                                 stride=2 if args.stride is None else args.stride)
         params = ExtractionParams(policy, args.detect_max_side, args.min_face, args.thresholds,
                                   args.crop_scale, args.size, args.keep, args.format)
-        items = shard(discover(args.inputs, allow_empty=args.allow_empty), args.shard, args.num_shards)
+        items = shard(discover(args.inputs, allow_empty=args.allow_empty, video_list=args.list), args.shard,
+                      args.num_shards)
     except NoVideosError as e:
         return fail(f"{e}; pass --allow-empty to accept that")
     except (InputError, ValueError) as e:

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import ConfigError
+from ..faces.datasets import IDENTITY_FIELDS
 from ..io import find_files
 from .transforms import ClipAugmentation, centre_resize, clip_positions, clip_span, clip_tensor
 
@@ -43,6 +44,8 @@ class FaceVideo:
     video_id: str
     part: str | None
     original: str | None
+    group: str | None = None  # a video list's group (identity / source video)
+    split: str | None = None  # a video list's fixed split
 
     def num_crops(self) -> int:
         return sum(len(s) for s in self.segments)
@@ -88,8 +91,7 @@ def _read_rows(root: Path) -> list[dict]:
             if m.get("tool") != "deepfake_ssat.faces":
                 continue
             crops = m.get("crops", [])
-            row = {k: m.get(k) for k in ("dataset", "method", "compression", "video_id", "part", "label",
-                                         "original", "status", "clips", "params")}
+            row = {k: m.get(k) for k in (*IDENTITY_FIELDS, "status", "clips", "params")}
             row.update(dir=rel, frames=[c["frame"] for c in crops], files=[c["file"] for c in crops],
                        tracks=[c["track"] for c in crops])
         rows.append(row)
@@ -154,7 +156,7 @@ def scan_extraction(root: str | Path, num_frames: int, frame_step: int,
             key=video_key(row["dataset"], row["method"], row["compression"], row["video_id"]),
             label=int(row["label"]), dir=root / row["dir"], segments=segments, dataset=row["dataset"],
             method=row["method"], compression=row["compression"], video_id=row["video_id"], part=row["part"],
-            original=row["original"]))
+            original=row["original"], group=row.get("group"), split=row.get("split")))
     return videos, counts
 
 

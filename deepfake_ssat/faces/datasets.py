@@ -1,5 +1,6 @@
 """Input discovery for face extraction: a video file, a folder of videos (recursive), a DFDC part / root,
-an FF++ root, a Celeb-DF root. Every video becomes a :class:`VideoItem` whose ``rel_dir`` (its output folder
+the DFDC public test set (``labels.csv``), an FF++ root, a Celeb-DF root, a labelled list of your own
+videos. Every video becomes a :class:`VideoItem` whose ``rel_dir`` (its output folder
 under ``--out``) mirrors the dataset's identity and is built from safe components only, so that no key can
 leave ``--out`` or land on another video (rules: :func:`discover`, :func:`safe_component`).
 """
@@ -17,6 +18,9 @@ FFPP_COMPRESSIONS = ("raw", "c0", "c23", "c40")
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")  # manipulated_sequences/
 FFPP_PAPER_METHODS = FFPP_METHODS[:4]  # FF++'s original four manipulations: the paper's Table 8 columns
 DFDC_LABELS = {"REAL": 0, "FAKE": 1}
+LIST_LABELS = {"REAL": 0, "FAKE": 1, "0": 0, "1": 1}  # a video list's label column (fake = 1), case-insensitive
+LIST_SPLITS = ("train", "val", "test")
+IDENTITY_FIELDS = ("dataset", "method", "compression", "video_id", "part", "label", "original", "group", "split")
 MAX_COMPONENT_BYTES = 200
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\\ud800-\udfff]")
 
@@ -34,9 +38,11 @@ class VideoItem:
     """One source video and where its crops go (``rel_dir``, relative to the output root).
 
     ``label``: 1 = fake, 0 = real, None = unknown. ``part``: the DFDC part folder (fold grouping).
+    ``group`` / ``split``: a video list's group (identity or source video) and fixed split, if given.
     ``rel_dir`` (the output key) is ``<folder>/<relative path>`` for a plain folder, ``<parent>/<stem>``
-    for a single file, ``dfdc/<part>/<stem>``, ``ffpp/<method>/<compression>/<stem>``,
-    ``celebdf/<folder>/<stem>``. A problem found while listing (e.g. a DFDC video missing from
+    for a single file, ``dfdc/<part>/<stem>``, ``dfdc_test/<folder>/<stem>``,
+    ``ffpp/<method>/<compression>/<stem>``, ``celebdf/<folder>/<stem>``, ``list/<path as listed, w/o suffix>``.
+    A problem found while listing (e.g. a DFDC video missing from
     ``metadata.json``, a broken symbolic link) is carried as ``problem = (status, reason)`` so that the
     batch records it and goes on.
     """
@@ -49,12 +55,13 @@ class VideoItem:
     compression: str | None = None
     part: str | None = None
     original: str | None = None
+    group: str | None = None
+    split: str | None = None
     problem: tuple[str, str] | None = None
 
     def identity(self) -> dict:
-        """The fields that name this video in manifests and the index."""
-        return {"dataset": self.dataset, "method": self.method, "compression": self.compression,
-                "video_id": self.video_id, "part": self.part, "label": self.label, "original": self.original}
+        """The fields that name this video in manifests and the index (:data:`IDENTITY_FIELDS`)."""
+        return {name: getattr(self, name) for name in IDENTITY_FIELDS}
 
 
 def safe_component(name: str) -> str:
@@ -202,14 +209,123 @@ def celebdf_items(root: Path) -> list[VideoItem]:
     return items
 
 
+class ListError(InputError):
+    """A label file (a video list, DFDC's ``labels.csv``) that cannot be read as one: one line naming the
+    file, the line and what to fix; raised before any video is processed."""
+
+
+def _csv_rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> list[tuple[int, dict]]:
+    """``(line number, row)`` of a CSV with a header naming ``required`` (+ ``optional``) columns; blank
+    lines are skipped; :class:`ListError` for an unreadable file, a missing column or an unknown one."""
+    import csv
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ListError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    lines = text.splitlines()
+    reader = csv.reader(lines)
+    header = [h.strip().lower() for h in next(reader, [])]
+    missing = [c for c in required if c not in header]
+    unknown = [c for c in header if c not in required + optional]
+    if missing or unknown or len(set(header)) != len(header):
+        want = ",".join(required) + "".join(f"[,{c}]" for c in optional)
+        raise ListError(f"{path}: line 1: header must be {want}, got {','.join(header) or 'nothing'}")
+    rows = []
+    for n, fields in enumerate(reader, 2):
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) > len(header):
+            raise ListError(f"{path}: line {n}: {len(fields)} fields but the header names {len(header)}")
+        rows.append((n, {h: (fields[i].strip() if i < len(fields) else "") for i, h in enumerate(header)}))
+    return rows
+
+
+def _list_label(path: Path, n: int, value: str) -> int:
+    if value.upper() not in LIST_LABELS:
+        raise ListError(f"{path}: line {n}: unknown label {value!r}; use REAL / FAKE or 0 / 1 (1 = fake)")
+    return LIST_LABELS[value.upper()]
+
+
+def dfdc_test_items(folder: Path) -> list[VideoItem]:
+    """The DFDC public test set as distributed: videos beside ``labels.csv`` (``filename,label``, 1 = fake),
+    at ``dfdc_test/<folder>/<stem>``. A listed file that is missing and a video not listed are recorded
+    (``missing`` / ``bad_metadata``); an unknown label or a file listed twice is a :class:`ListError`."""
+    labels_csv = folder / "labels.csv"
+    labels: dict[str, int] = {}
+    for n, row in _csv_rows(labels_csv, ("filename", "label"), ()):
+        name = row["filename"]
+        if not name or Path(name).name != name:
+            raise ListError(f"{labels_csv}: line {n}: filename {name!r} must be a file name beside labels.csv")
+        if name in labels:
+            raise ListError(f"{labels_csv}: line {n}: {name} is listed twice")
+        labels[name] = _list_label(labels_csv, n, row["label"])
+    videos = {p.name: p for p in folder.iterdir() if _is_video(p)}
+    name = _resolved(folder).name or "videos"
+    items = []
+    for file in sorted(set(videos) | set(labels)):
+        path = videos.get(file, folder / file)
+        stem = Path(file).stem
+        problem = None
+        if file not in labels:
+            problem = ("bad_metadata", f"{file}: not listed in {labels_csv}")
+        elif file not in videos:
+            problem = ("missing", f"{file}: listed in {labels_csv} but the file is missing")
+        items.append(VideoItem(path, _safe_key("dfdc_test", name, stem), "dfdc_test", stem, label=labels.get(file),
+                               part=name, problem=problem or _link_problem(path)))
+    return items
+
+
+def video_list_items(list_file: str | Path) -> list[VideoItem]:
+    """The videos of a labelled list: a CSV with header ``path,label[,group][,split]``.
+
+    ``path``: a video, relative to the list's folder or absolute; ``label``: REAL / FAKE or 0 / 1 (1 = fake);
+    ``group``: the identity or source video, so that a group never spans two splits (default: the video
+    alone); ``split``: train / val / test, or empty to draw it by group. Each video lands at
+    ``list/<path as listed, without suffix>`` (``..`` and ``/`` kept out by :func:`safe_component`), dataset
+    ``list``, id = that path. A missing file is recorded (``missing``); a malformed line, an unknown label or
+    split, and a path listed twice are a :class:`ListError` naming the line, before any work.
+    """
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise InputError(f"--list {list_file}: no such file")
+    base = _resolved(list_file).parent
+    seen: dict[Path, int] = {}
+    items = []
+    for n, row in _csv_rows(list_file, ("path", "label"), ("group", "split")):
+        if not row["path"]:
+            raise ListError(f"{list_file}: line {n}: empty path")
+        listed = Path(row["path"])
+        path = listed if listed.is_absolute() else base / listed
+        where = _resolved(path)
+        if where in seen:
+            raise ListError(f"{list_file}: line {n}: {row['path']} is already listed on line {seen[where]}; "
+                            f"list each video once")
+        seen[where] = n
+        label = _list_label(list_file, n, row["label"])
+        split = row.get("split", "").lower() or None
+        if split is not None and split not in LIST_SPLITS:
+            raise ListError(f"{list_file}: line {n}: unknown split {row['split']!r}; use train, val, test or "
+                            f"leave it empty")
+        rel = listed.with_suffix("").as_posix().lstrip("/")
+        problem = _link_problem(path) or (None if path.is_file() else ("missing", f"{path}: listed in {list_file} "
+                                                                                   f"(line {n}) but not found"))
+        items.append(VideoItem(path, _safe_key("list", rel), "list", rel, label=label,
+                               group=row.get("group") or None, split=split, problem=problem))
+    return _mark_duplicates(_distinct_keys(items))
+
+
 def _input_items(path: Path) -> list[VideoItem]:
-    """The videos of one input (a file, a DFDC part or root, an FF++ or Celeb-DF root, a plain folder)."""
+    """The videos of one input (a file, a DFDC part or root, the DFDC test set, an FF++ or Celeb-DF root,
+    a plain folder)."""
     if path.is_file():
         return [file_item(path)]
     if (path / "metadata.json").is_file():
         return dfdc_part_items(path)
     if parts := sorted(p for p in path.glob("dfdc_train_part_*") if (p / "metadata.json").is_file()):
         return [item for part in parts for item in dfdc_part_items(part)]
+    if (path / "labels.csv").is_file():
+        return dfdc_test_items(path)
     if (path / "original_sequences").is_dir() or (path / "manipulated_sequences").is_dir():
         return ffpp_items(path)
     if any((path / name).is_dir() for name in CELEBDF_FOLDERS):
@@ -217,12 +333,15 @@ def _input_items(path: Path) -> list[VideoItem]:
     return folder_items(path)
 
 
-def discover(inputs: list[str | Path], allow_empty: bool = True) -> list[VideoItem]:
-    """All videos of ``inputs``; raises :class:`InputError` for a path that does not exist, and
+def discover(inputs: list[str | Path], allow_empty: bool = True,
+             video_list: str | Path | None = None) -> list[VideoItem]:
+    """All videos of ``inputs`` (and of the labelled ``video_list``, :func:`video_list_items`); raises
+    :class:`InputError` for a path that does not exist, and
     :class:`NoVideosError` for an input without any video unless ``allow_empty``.
 
     A folder is a DFDC part if it holds ``metadata.json``, a DFDC root if it holds ``dfdc_train_part_*``
-    folders, an FF++ root if it holds ``original_sequences`` or ``manipulated_sequences``, a Celeb-DF
+    folders, the DFDC test set if it holds ``labels.csv``, an FF++ root if it holds ``original_sequences`` or
+    ``manipulated_sequences``, a Celeb-DF
     root if it holds ``Celeb-real`` / ``Celeb-synthesis`` / ``YouTube-real``, else a plain folder of
     videos. Keys are made distinct within one input; two inputs mapping to the same output folder: the
     later video is a ``duplicate``.
@@ -236,7 +355,7 @@ def discover(inputs: list[str | Path], allow_empty: bool = True) -> list[VideoIt
     manifest records the key and the source path. Two *inputs* that map to the same key (the same
     folder name twice): the later video is a ``duplicate`` and is not extracted.
     """
-    items: list[VideoItem] = []
+    items: list[VideoItem] = video_list_items(video_list) if video_list is not None else []
     for raw in inputs:
         path = Path(raw)
         if not path.exists():

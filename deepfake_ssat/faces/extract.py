@@ -24,7 +24,7 @@ import numpy as np
 from .. import __version__
 from ..runcli import first_line
 from ..io import atomic_write_json, atomic_write_text, find_files, is_inside, make_temp_dir, sha256_file
-from .datasets import VideoItem
+from .datasets import IDENTITY_FIELDS, VideoItem
 from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from .sampling import SamplingPolicy
 
@@ -133,14 +133,16 @@ def load_manifest(path: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _finished(final: Path, params: ExtractionParams, source: Path) -> dict | None:
-    """The manifest in ``final`` if it holds ``source`` extracted with ``params``, else None.
+def _finished(final: Path, params: ExtractionParams, item: VideoItem) -> dict | None:
+    """The manifest in ``final`` if it holds ``item``'s video extracted with ``params``, else None.
 
     Rerun rule: a folder whose manifest has the same parameters and the same source size is done if the
     source's mtime is unchanged too; if only the mtime changed (``touch``, a copy), the source's sha256
     decides (a match updates the stored mtime, so the next rerun is cheap again). A video replaced by
-    one of the same size is re-extracted unless its mtime was also restored.
+    one of the same size is re-extracted unless its mtime was also restored. A finished video whose identity
+    changed (a label, group or split edited in a video list) gets the new identity in its manifest.
     """
+    source = item.path
     manifest = load_manifest(final / "manifest.json")
     if manifest is None or manifest.get("params") != params.to_dict():
         return None
@@ -149,14 +151,16 @@ def _finished(final: Path, params: ExtractionParams, source: Path) -> dict | Non
         stat = source.stat()
         if stored.get("size") != stat.st_size:
             return None
-        if stored.get("mtime_ns") == stat.st_mtime_ns:
-            return manifest
-        if stored.get("sha256") != sha256_file(source):
+        same = stored.get("mtime_ns") == stat.st_mtime_ns
+        if not same and stored.get("sha256") != sha256_file(source):
             return None
     except OSError:
         return None
-    stored["mtime_ns"] = stat.st_mtime_ns
-    atomic_write_json(final / "manifest.json", manifest)
+    identity = item.identity()
+    if not same or any(manifest.get(k) != v for k, v in identity.items()):
+        stored["mtime_ns"] = stat.st_mtime_ns
+        manifest.update(identity)
+        atomic_write_json(final / "manifest.json", manifest)
     return manifest
 
 
@@ -265,7 +269,7 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     if item.problem:
         return _record(item, *item.problem)
     final = _inside(out_root / item.rel_dir, out_root)
-    done = _finished(final, params, item.path)
+    done = _finished(final, params, item)
     if done is not None:
         return _record(item, done["status"], done.get("reason"), len(done["crops"]), skipped=True)
     start = time.perf_counter()
@@ -390,8 +394,7 @@ def write_index(out_root: Path) -> int:
         m = load_manifest(path)
         if m is None or m.get("tool") != "deepfake_ssat.faces":
             continue
-        row = {k: m.get(k) for k in ("dataset", "method", "compression", "video_id", "part", "label",
-                                     "original", "status", "fps", "num_frames")}
+        row = {k: m.get(k) for k in (*IDENTITY_FIELDS, "status", "fps", "num_frames")}
         row.update(dir=path.parent.relative_to(out_root).as_posix(), num_crops=len(m["crops"]),
                    frames=[c["frame"] for c in m["crops"]], files=[c["file"] for c in m["crops"]],
                    tracks=[c["track"] for c in m["crops"]], clips=m.get("clips"), params=m.get("params"))
