@@ -97,8 +97,11 @@ RENAMED = {
 class DataConfig:
     """Dataset and loader. ``batch_size`` is per process (per GPU under torchrun).
 
-    Face-clip datasets (dfdc, ffpp, celebdf) read the output of ``tools/extract_faces.py`` at
+    Face-clip datasets (dfdc, ffpp, celebdf, list) read the output of ``tools/extract_faces.py`` at
     ``root``; a clip is ``model.num_frames`` stored face crops ``frame_step`` stored frames apart.
+    ``list``: your own labelled videos (``extract_faces.py --list CSV``), split by group (the CSV's
+    ``group``, else each video alone): a group keeps the split its CSV rows name, the other groups are
+    drawn with ``split_seed``, ``val_fraction`` and ``test_fraction``.
     """
     name: str = REQUIRED
     root: Optional[str] = None
@@ -118,6 +121,9 @@ class DataConfig:
     exclude_methods: list[str] = field(default_factory=list)  # FF++: e.g. [NeuralTextures]
     splits_dir: Optional[str] = None  # FF++: folder of the official train/val/test.json
     test_list: Optional[str] = None  # Celeb-DF v2: List_of_testing_videos.txt
+    # list: the CSV path,label[,group][,split]; when set, only its videos train, with its labels / groups /
+    # splits (null: every list video extracted under root, as its manifest says)
+    video_list: Optional[str] = None
     # Image datasets (cifar10, cifar100, flowers102, flowers102_trainval (the paper's train + val), svhn;
     # ImageFolder trees chaoyang, pmnist, domainnet_*, imagenet, imagefolder): read from root, fetched
     # into it only with download: true.

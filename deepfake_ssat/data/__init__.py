@@ -17,9 +17,9 @@ from .images import (IMAGE_FOLDERS, TORCHVISION, ImageSubset, MultiView, Perspec
                      image_num_classes, stratified_sample, subset_count, two_views)
 from .images import NUM_CLASSES as TORCHVISION_CLASSES
 from .sampling import EpochSampler, SeededItems, derive_seed
-from .splits import SPLITS, split_celebdf, split_dfdc, split_ffpp
+from .splits import SPLITS, listed_videos, split_celebdf, split_dfdc, split_ffpp, split_list
 
-FACE_CLIP_DATASETS = ("dfdc", "ffpp", "celebdf")
+FACE_CLIP_DATASETS = ("dfdc", "ffpp", "celebdf", "list")  # list: your own videos, extract_faces.py --list
 IMAGE_DATASETS = (*TORCHVISION, *IMAGE_FOLDERS)
 NUM_CLASSES = {"digits": DIGITS_CLASSES, **{name: 2 for name in FACE_CLIP_DATASETS}, **TORCHVISION_CLASSES}
 
@@ -79,7 +79,8 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: in
         split_seed=cfg.split_seed, val_parts=cfg.val_parts, test_parts=cfg.test_parts,
         compression=cfg.compression, methods=cfg.methods, exclude_methods=cfg.exclude_methods,
         splits_dir=Path(cfg.splits_dir) if cfg.splits_dir else None,
-        test_list=Path(cfg.test_list) if cfg.test_list else None)
+        test_list=Path(cfg.test_list) if cfg.test_list else None,
+        video_list=Path(cfg.video_list) if cfg.video_list else None)
 
 
 def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, frame_step: int = 1,
@@ -88,8 +89,8 @@ def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, f
                      test_parts: list[str] | None = None, compression: str = "c23",
                      methods: list[str] | None = None, exclude_methods: list[str] | None = None,
                      splits_dir: Path | None = None, test_list: Path | None = None,
-                     only: tuple[str, ...] = SPLITS) -> dict[str, FaceClipDataset]:
-    """Train / val / test face-clip datasets of ``name`` (dfdc | ffpp | celebdf) from an extraction root:
+                     video_list: Path | None = None, only: tuple[str, ...] = SPLITS) -> dict[str, FaceClipDataset]:
+    """Train / val / test face-clip datasets of ``name`` (dfdc | ffpp | celebdf | list) from an extraction root:
     scanned (:mod:`.faceclips`), split by the dataset's protocol (:mod:`.splits`), ``only`` the splits
     named (e.g. ``("test",)`` for evaluation)."""
     if frame_step < 1 or eval_clips < 1:
@@ -106,6 +107,10 @@ def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, f
             raise DatasetError("data.test_list: Celeb-DF needs the official List_of_testing_videos.txt; set "
                                "data.test_list")
         splits = split_celebdf(videos, Path(test_list), val_fraction, split_seed)
+    elif name == "list":
+        if video_list is not None:
+            videos = listed_videos(videos, root, video_list)
+        splits = split_list(videos, val_fraction, test_fraction, split_seed)
     else:
         raise DatasetError(f"data.name: {name!r} is not a face-clip dataset ({', '.join(FACE_CLIP_DATASETS)})")
     splits = {split: items for split, items in splits.items() if split in only}

@@ -1,8 +1,9 @@
 """The split protocols of the face-clip datasets: scanned videos -> ``{"train", "val", "test"}`` lists.
 
 Each dataset has its own rule that keeps related videos in one fold (DFDC: by part folder; FF++: the
-official id pairs; Celeb-DF: the official test list, val by identity), so a fake and its source, or
-one actor's videos, never land on both sides. Folds drawn by fraction use ``random.Random(seed)``.
+official id pairs; Celeb-DF: the official test list, val by identity; a video list: by its group column,
+a group taking the split its rows name), so a fake and its source, or one actor's videos, never land on
+both sides. Folds drawn by fraction use ``random.Random(seed)``.
 """
 from __future__ import annotations
 
@@ -121,6 +122,56 @@ def split_celebdf(videos: list[FaceVideo], test_list: Path, val_fraction: float,
             rest.append(v)
     groups = {v.key: v.video_id.split("_")[0] for v in rest}  # id<N>: one identity (real and its fakes)
     return _by_fold(rest, _assign_groups(groups, val_fraction, 0.0, seed)) | {"test": test}
+
+
+def split_list(videos: list[FaceVideo], val_fraction: float, test_fraction: float,
+               seed: int) -> dict[str, list[FaceVideo]]:
+    """The videos of a labelled video list (``tools/extract_faces.py --list``), split by group.
+
+    A video's group is its list's ``group`` (identity / source video); a video without one is a group of
+    its own. A group in which some video has an explicit ``split`` goes wholly to that split; the other
+    groups are drawn by fraction with ``seed`` (``val_fraction`` / ``test_fraction`` of those groups).
+    A group whose videos name two different splits is a :class:`DatasetError`: it would leak an
+    identity across splits.
+    """
+    videos = sorted((v for v in videos if v.dataset == "list"), key=lambda v: v.key)
+    groups = {v.key: f"group {v.group}" if v.group else f"video {v.video_id}" for v in videos}
+    fixed: dict[str, FaceVideo] = {}  # group -> its first video with an explicit split
+    for v in videos:
+        if v.split is None:
+            continue
+        first = fixed.setdefault(groups[v.key], v)
+        if first.split != v.split:
+            raise DatasetError(
+                f"data: video list group {v.group!r} is in split {first.split} ({first.video_id}) and in split "
+                f"{v.split} ({v.video_id}); a group must stay in one split (identity leakage): fix the split "
+                f"column of the list and rerun tools/extract_faces.py --list")
+    drawn = _assign_groups({k: g for k, g in groups.items() if g not in fixed}, val_fraction, test_fraction, seed)
+    return _by_fold(videos, drawn | {k: fixed[g].split for k, g in groups.items() if g in fixed})
+
+
+def listed_videos(videos: list[FaceVideo], root: Path, video_list: Path) -> list[FaceVideo]:
+    """The videos of ``video_list`` (the CSV given to ``extract_faces.py --list``) among the extracted ones,
+    with the CSV's current label / group / split; a list video extracted earlier but no longer listed is left
+    out, a listed video that was not extracted (missing, no face) is counted in one printed line."""
+    from dataclasses import replace
+
+    from ..faces.datasets import InputError, video_list_items
+
+    try:
+        items = {item.rel_dir: item for item in video_list_items(video_list)}
+    except InputError as e:
+        raise DatasetError(f"data.video_list: {e}") from None
+    out = []
+    for v in videos:
+        item = items.pop(v.dir.relative_to(root).as_posix(), None)
+        if v.dataset == "list" and item is not None:
+            out.append(replace(v, label=item.label, group=item.group, split=item.split))
+    if items:
+        print(f"[data] {video_list}: {len(items)} listed videos have no usable extraction under {root} "
+              f"(e.g. {next(iter(items.values())).path}); run tools/extract_faces.py --list {video_list} "
+              f"--out {root}", flush=True)
+    return out
 
 
 def _assign_groups(groups: dict[str, str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
