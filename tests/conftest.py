@@ -7,6 +7,20 @@ from deepfake_ssat.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def pytest_configure(config):
+    """Under ``pytest -n N`` (pytest-xdist) each worker gets cpu_count / N threads (torch, OpenMP, OpenCV), so a
+    16-core GPU box running 16 workers is not oversubscribed 16-fold."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import cv2
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+
 TINY_DIGITS = """
 model:
   name: vit_test

@@ -117,3 +117,17 @@ def test_torchrun_ddp_matches_one_process_and_resumes(face_data, tmp_path):
         assert torch.allclose(ckpt_ddp["model"][k], v, atol=1e-5, rtol=1e-4), k
     assert summary["test_acc1"] == pytest.approx(one["test_acc1"])
     assert summary["best_val_acc1"] == pytest.approx(one["best_val_acc1"])
+
+
+def test_torchrun_with_one_process_runs_the_ddp_path(face_data, tmp_path):
+    """torchrun --nproc_per_node=1 joins a process group of one (gloo here, NCCL on a GPU) and trains under DDP."""
+    env = run_env()
+    env["OMP_NUM_THREADS"] = "1"
+    config = str(ROOT / "configs/video/tiny/dfdc_videomae_scratch.yaml")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+           str(ROOT / "tools" / "train.py"), "--config", config, "--out", str(tmp_path / "run"),
+           "--opts", f"data.root={face_data.dfdc}", *FAST, "train.epochs=1"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "x 1 processes" in done.stdout
+    assert json.loads(done.stdout.strip().splitlines()[-1])["world_size"] == 1

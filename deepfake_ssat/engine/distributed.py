@@ -1,8 +1,8 @@
 """torchrun / DDP plumbing: process group set-up, rank info and the few collectives the engine needs.
 
-Launched by ``torchrun --nproc_per_node=N tools/train.py ...`` (``WORLD_SIZE`` > 1 in the environment),
-training runs one process per device: NCCL on GPUs, gloo on CPUs. A plain ``python tools/train.py``
-is the world of one and never touches ``torch.distributed``.
+Launched by ``torchrun --nproc_per_node=N tools/train.py ...`` (``RANK`` / ``WORLD_SIZE`` in the environment,
+N >= 1), training runs one process per device under DDP: NCCL on GPUs, gloo on CPUs. A plain
+``python tools/train.py`` is the world of one and never touches ``torch.distributed``.
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun: DDP and collectives, even in a world of one
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.launched or self.world_size > 1
 
     @property
     def is_main(self) -> bool:
@@ -29,14 +30,15 @@ class DistInfo:
 
 
 def setup_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
-    """Join the torchrun process group if launched by torchrun; returns rank info and this rank's device.
+    """Join the torchrun process group if launched by torchrun (``RANK`` / ``WORLD_SIZE`` set; also with one
+    process, so ``torchrun --nproc_per_node=1`` runs the DDP path on NCCL); returns rank info and this rank's device.
 
     ``device`` is the configured device: on CUDA each rank takes ``cuda:LOCAL_RANK``.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo(), device
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")),
+                    launched=True)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)

@@ -64,10 +64,12 @@ def carry_best(resume_path: str | Path, out_dir: str | Path) -> None:
         atomic_write(target, lambda f: f.write(source.read_bytes()))
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
-                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
-    """AdamW, multi-tensor; no weight decay on 1-D params (norms, biases) or ``no_weight_decay()`` names."""
-    return create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay, betas=betas, foreach=True)
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+                    fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW, multi-tensor (``fused``: one fused kernel, CUDA parameters only); no weight decay on 1-D params
+    (norms, biases) or ``no_weight_decay()`` names."""
+    kernel = {"fused": True} if fused else {"foreach": True}
+    return create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay, betas=betas, **kernel)
 
 
 def adamw_betas(cfg: Config) -> tuple[float, float]:
@@ -341,7 +343,8 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
             f"processes exceeds the {len(datasets['train'])} training items; lower them")
     total_updates = updates_per_epoch * t.epochs
     lr = t.blr * cfg.data.batch_size * t.accum_steps * dist.world_size / 256
-    optimizer = build_optimizer(model, lr, t.weight_decay, adamw_betas(cfg))
+    optimizer = build_optimizer(model, lr, t.weight_decay, adamw_betas(cfg),
+                                fused=t.fused_adamw and device.type == "cuda")
     amp_dtype = choose_amp(t.amp, device, "train.amp")
     data_meta = data_manifest(datasets)
     run = Run(cfg=cfg, out_dir=out_dir, dist=dist, device=device, amp_dtype=amp_dtype, model=model, net=model,
@@ -358,7 +361,7 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
         _restore(run, resume)
     else:
         _initialise(run)
-    step = TrainStep(model)
+    step = torch.compile(TrainStep(model)) if t.compile else TrainStep(model)  # compiled at the first step
     run.net = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None,
                                       find_unused_parameters=model.find_unused_parameters) if dist.enabled else step
     if dist.is_main:

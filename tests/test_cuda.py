@@ -1,0 +1,103 @@
+"""CUDA paths (issue 14): run when a GPU is visible, skipped without one (the CPU paths are tested elsewhere).
+
+bf16 autocast training of image and video models (finite losses, resume exact up to bf16), the face detector and
+extraction on CUDA against the CPU, torchrun on NCCL with one process, and torch.compile against eager.
+"""
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, run_env
+
+from deepfake_ssat.config import load_config
+from deepfake_ssat.engine import fit, load_checkpoint
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+FAST = ["train.epochs=2", "data.batch_size=2", "train.blr=1.0e-2", "train.warmup_epochs=0", "train.device=cuda",
+        "train.amp=bf16"]
+
+
+def _video(face_data, name: str = "dfdc_videomae_095", *opts: str):
+    return load_config(f"video/tiny/{name}", [f"data.root={face_data.dfdc}", *FAST, *opts])
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_bf16_training_is_finite_and_resumes(kind, face_data, tiny_cfg, tmp_path):
+    cfg = _video(face_data) if kind == "video" else tiny_cfg("train.device=cuda", "train.amp=bf16", "train.epochs=2")
+    full = fit(cfg, tmp_path / "full")
+    assert full["test_acc1"] is not None and np.isfinite(full["test_acc1"])
+    rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()[1:]
+    assert rows and all("nan" not in r and "inf" not in r for r in rows)
+    cut = full["steps"] // 2
+    assert fit(cfg, tmp_path / "cut", max_steps=cut) == {"stopped_at_step": cut}
+    fit(cfg, tmp_path / "cut", resume=tmp_path / "cut" / "last.pt")
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    for k in a:  # exact up to bf16 kernels' run-to-run differences
+        assert torch.allclose(a[k].float(), b[k].float(), atol=2e-2, rtol=2e-2), k
+
+
+def test_detector_on_cuda_matches_cpu_boxes():
+    from deepfake_ssat.faces.detect import FaceDetector
+    from deepfake_ssat.faces.synthetic import astronaut
+
+    frames = [np.ascontiguousarray(astronaut()[::-1] if i % 2 else astronaut()) for i in range(4)]
+    cpu = FaceDetector(device="cpu").detect(frames)
+    gpu = FaceDetector(device="cuda").detect(frames)
+    for c, g in zip(cpu, gpu):
+        assert len(c.boxes) == len(g.boxes) >= 1
+        assert np.abs(np.asarray(c.boxes) - np.asarray(g.boxes)).max() < 2.0  # pixels
+
+
+def test_extraction_on_cuda_matches_cpu(tmp_path):
+    from deepfake_ssat.commands.extract_faces import main as extract
+    from deepfake_ssat.faces.layouts import write_dfdc
+
+    write_dfdc(tmp_path / "videos", num_parts=1, originals_per_part=1, fakes_per_original=1)
+    common = ["--frames", "6", "--size", "48", "--min-face", "20", "--no-progress"]
+    assert extract([str(tmp_path / "videos"), "--out", str(tmp_path / "cpu"), "--device", "cpu", *common]) == 0
+    assert extract([str(tmp_path / "videos"), "--out", str(tmp_path / "gpu"), "--device", "cuda", *common]) == 0
+    for manifest in (tmp_path / "cpu").rglob("manifest.json"):
+        c = json.loads(manifest.read_text())
+        g = json.loads((tmp_path / "gpu" / manifest.relative_to(tmp_path / "cpu")).read_text())
+        assert c["status"] == g["status"] and len(c["crops"]) == len(g["crops"])
+        for a, b in zip(c["crops"], g["crops"]):
+            assert a["frame"] == b["frame"] and np.abs(np.subtract(a["box"], b["box"])).max() < 2.0
+
+
+def test_torchrun_one_process_on_nccl(face_data, tmp_path):
+    config = str(ROOT / "configs/video/tiny/dfdc_videomae_scratch.yaml")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+           str(ROOT / "tools" / "train.py"), "--config", config, "--out", str(tmp_path / "run"),
+           "--opts", f"data.root={face_data.dfdc}", *FAST]
+    done = subprocess.run(cmd, env=run_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "x 1 processes" in done.stdout  # the DDP path, on NCCL
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["world_size"] == 1 and np.isfinite(summary["test_acc1"])
+
+
+def test_compiled_step_equals_eager(face_data):
+    from deepfake_ssat.engine.build import build_model
+    from deepfake_ssat.engine.trainer import TrainStep
+
+    cfg = _video(face_data, "dfdc_videomae_scratch")  # no random masks: both see the same computation
+    torch.manual_seed(0)
+    model = build_model(cfg, 2).cuda().train()
+    twin = copy.deepcopy(model)
+    x = torch.randn(2, 3, cfg.model.num_frames, cfg.model.img_size, cfg.model.img_size, device="cuda")
+    y = torch.tensor([0, 1], device="cuda")
+    eager_loss, _ = TrainStep(model)((x, y))
+    compiled_loss, _ = torch.compile(TrainStep(twin))((x, y))
+    assert torch.allclose(eager_loss, compiled_loss, atol=1e-4, rtol=1e-4)
+    eager_loss.backward()
+    compiled_loss.backward()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-4, rtol=1e-3), name
