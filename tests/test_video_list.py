@@ -204,3 +204,21 @@ def test_data_video_list_trains_on_the_csv_as_it_is_now(data, tmp_path, capsys):
     csv.write_text("path,label\nalice/real.mp4,MAYBE\n")
     with pytest.raises(DatasetError, match=r"^data.video_list: .*now.csv: line 2: unknown label 'MAYBE'"):
         build_face_clips("list", data.out, 32, 8, video_list=csv)
+
+
+def test_evaluate_list_split_scores_the_split_training_drew(data, tmp_path, capsys):
+    """tools/evaluate.py --dataset list --split test scores exactly the test videos the training run held out (its
+    own split settings and data.video_list, read from the checkpoint's config)."""
+    from deepfake_ssat.commands.evaluate import main as evaluate_main
+
+    (data.src / "eval.csv").write_text(LIST)
+    fast = ["train.epochs=1", "data.batch_size=2", "train.warmup_epochs=0", "data.augment=false",
+            "data.split_seed=3", "data.test_fraction=0.3", f"data.video_list={data.src / 'eval.csv'}"]
+    assert train_main(["--config", "video/tiny/list_videomae_095", "--out", str(tmp_path / "run"),
+                       "--opts", f"data.root={data.out}", *fast]) == 0
+    held_out = {v["key"] for v in json.loads((tmp_path / "run" / "data_manifest.json").read_text())["splits"]["test"]}
+    assert evaluate_main(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--dataset", "list", "--split", "test",
+                          "--data-root", str(data.out), "--out", str(tmp_path / "eval"), "--name", "mine"]) == 0
+    capsys.readouterr()
+    rows = (tmp_path / "eval" / "mine" / "predictions_list_test.csv").read_text().splitlines()[1:]
+    assert {row.split(",")[0] for row in rows} == held_out and len(held_out) >= 3

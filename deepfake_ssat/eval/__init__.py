@@ -7,7 +7,16 @@ from ..metrics import (
     equal_error_rate,
     split_key,
 )
-from .report import ResultsTable, results_markdown, results_table, roc_png, write_predictions_csv, write_results
+from .report import (
+    ResultsTable,
+    crossdata_markdown,
+    results_markdown,
+    results_table,
+    roc_png,
+    write_crossdata_results,
+    write_predictions_csv,
+    write_results,
+)
 
 __all__ = [
     "ResultsTable",
@@ -15,11 +24,13 @@ __all__ = [
     "aggregate",
     "binary_metrics",
     "confident_strategy",
+    "crossdata_markdown",
     "equal_error_rate",
     "results_markdown",
     "results_table",
     "roc_png",
     "split_key",
+    "write_crossdata_results",
     "write_predictions_csv",
     "write_results",
 ]

@@ -1,6 +1,7 @@
-"""Evaluation outputs: ROC figure, the paper's Table 8 layout (Markdown) plus CSV/JSON, per-video CSV.
+"""Evaluation outputs: ROC figure, the paper's Table 8 layout (Markdown) plus CSV/JSON, per-video CSV, and the
+cross-dataset table of ``tools/evaluate.py`` (:func:`write_crossdata_results`).
 
-A results record is ``{"model": str, "protocol": "cross" | "zero-shot", "method": str, "metrics": m}``
+A Table 8 results record is ``{"model": str, "protocol": "cross" | "zero-shot", "method": str, "metrics": m}``
 where ``m`` is either one ``binary_metrics`` dict or ``{"clip": ..., "video": ...}`` of them (as in
 ``StreamingMetrics.compute()["per_method"][method]``).
 
@@ -180,3 +181,64 @@ def write_predictions_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -
             raise ValueError(f"video {row.get('key')}: score is {prob}, not a probability; "
                              f"the model's output is not finite (corrupted weights?)")
     atomic_write_text(path, _csv_text(rows, VIDEO_FIELDS))
+
+
+# ------------------------------------------------------------------ cross-dataset table (tools/evaluate.py)
+
+CROSSDATA_FORMAT = "deepfake_ssat.crossdata/1"
+CROSSDATA_METRICS = (  # markdown tables: (title, metric, scale; None = 4 decimals unscaled)
+    ("AUC (%)", "auc", 100.0), ("ACC (%)", "acc", 1.0), ("AP (%)", "ap", 100.0),
+    ("Log-loss (nats, lower is better)", "log_loss", None), ("EER (%, lower is better)", "eer", 100.0))
+CROSSDATA_FIELDS = ("model", "test_set", "dataset", "level", "acc", "balanced_acc", "auc", "ap", "log_loss", "eer",
+                    "acc_real", "acc_fake", "n", "n_real", "n_fake", "strategy", "compression", "protocol",
+                    "checkpoint", "model_sha256", "data_root", "predictions", "roc", "date")
+
+
+def _fmt_metric(value: float | None, scale: float | None) -> str:
+    if value is None:
+        return MISSING
+    return f"{value:.4f}" if scale is None else f"{value * scale:.2f}"
+
+
+def crossdata_markdown(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """One table per metric (AUC, ACC, AP, log-loss, EER): rows = models, columns = test sets; a missing cell
+    (not evaluated, or undefined: AUC / AP / EER of a test set with one class) is ``–``."""
+    cells = {(r["model"], r["test_set"]): r["metrics"] for r in records}
+    models = list(dict.fromkeys(r["model"] for r in records))
+    header = ["Model", *columns]
+    lines = ["# Cross-dataset results (video level)", "",
+             f"Rows: models; columns: test sets (fake = positive class). `{MISSING}` = not evaluated, or undefined "
+             f"(a test set with one class has no AUC / AP / EER).", ""]
+    for title, metric, scale in CROSSDATA_METRICS:
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for model in models:
+            row = [_fmt_metric((cells.get((model, c)) or {}).get(metric), scale) for c in columns]
+            lines.append("| " + " | ".join([model, *row]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_crossdata_results(out_dir: str | Path, records: Sequence[Mapping[str, Any]],
+                            columns: Sequence[str]) -> dict[str, Path]:
+    """Write a cross-dataset table as ``results.md`` (:func:`crossdata_markdown`), ``results.csv`` (one row per
+    record, :data:`CROSSDATA_FIELDS`, empty = missing) and ``results.json`` (format, columns, the records; missing
+    = null), atomically. A record is ``{"model", "test_set", "metrics": binary_metrics dict, ...}`` (what else it
+    holds goes to the CSV / JSON); a NaN / inf metric or a duplicate (model, test set) raises ``ValueError``."""
+    seen = set()
+    for r in records:
+        ident = (r["model"], r["test_set"])
+        if ident in seen:
+            raise ValueError(f"duplicate results record for model/test set {ident}")
+        seen.add(ident)
+        bad = _non_finite(r["metrics"])
+        if bad:
+            raise ValueError(f"results record {ident}: metric {bad} is not a finite number; "
+                             f"a NaN / inf score cannot give an accuracy")
+    out = Path(out_dir)
+    paths = {ext: out / f"results.{ext}" for ext in ("md", "csv", "json")}
+    atomic_write_text(paths["md"], crossdata_markdown(records, columns))
+    rows = [{k: v for k, v in r.items() if k != "metrics"} | dict(r["metrics"]) for r in records]
+    atomic_write_text(paths["csv"], _csv_text(rows, CROSSDATA_FIELDS))
+    atomic_write_json(paths["json"], {"format": CROSSDATA_FORMAT, "level": "video", "columns": list(columns),
+                                      "records": [dict(r) for r in records]})
+    return paths

@@ -1,8 +1,10 @@
-"""Small DFDC- and FaceForensics++-layout datasets of real-codec videos with real faces, for tests and the demo.
+"""Small DFDC-, FaceForensics++- and Celeb-DF-layout datasets of real-codec videos with real faces, for tests and the
+demo.
 
-The folder layout, ``metadata.json`` and split files follow the real datasets (:func:`write_dfdc`,
-:func:`write_ffpp`), so extraction and the training datasets read them exactly as they read DFDC / FF++.
-The faces are synthetic stand-ins, not a benchmark.
+The folder layout, ``metadata.json`` / ``labels.csv`` / test lists and split files follow the real datasets
+(:func:`write_dfdc`, :func:`write_dfdc_test`, :func:`write_ffpp`, :func:`write_celebdf`), so extraction and the
+training datasets read them exactly as they read DFDC / FF++ / Celeb-DF. The faces are synthetic stand-ins, not a
+benchmark.
 """
 from __future__ import annotations
 
@@ -110,4 +112,60 @@ def write_ffpp(root: str | Path, split_pairs: dict[str, int] | None = None, comp
                     write_face_video(out / f"{target}_{source}.mp4", spec.width, spec.height, spec.num_frames,
                                      [path], background=background, manipulation=MANIPULATIONS[method])
         (root / "splits" / f"{split}.json").write_text(json.dumps(pairs))
+    return root
+
+
+def write_dfdc_test(folder: str | Path, num_real: int = 2, num_fake: int = 2, spec: VideoSpec = VideoSpec(),
+                    seed: int = 2) -> Path:
+    """The DFDC public test set's layout: videos with DFDC-like random names (``<10 letters>.mp4``) beside a
+    ``labels.csv`` (``filename,label``, 1 = fake). Fakes cycle through :data:`MANIPULATIONS`. Returns ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    methods = list(MANIPULATIONS)
+    rows = ["filename,label"]
+    for i in range(num_real + num_fake):
+        name = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 10)) + ".mp4"
+        path, background = _scene(rng, spec)
+        fake = i >= num_real
+        manipulation = MANIPULATIONS[methods[(i - num_real) % len(methods)]] if fake else None
+        write_face_video(folder / name, spec.width, spec.height, spec.num_frames, [path], background=background,
+                         manipulation=manipulation)
+        rows.append(f"{name},{int(fake)}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def write_celebdf(root: str | Path, num_ids: int = 3, youtube_real: int = 2, test_ids: int = 1,
+                  spec: VideoSpec = VideoSpec(), seed: int = 3) -> Path:
+    """A Celeb-DF v2 root: ``Celeb-real/id<N>_0000.mp4`` (one per identity), ``Celeb-synthesis/id<N>_id<M>_0000.mp4``
+    (identity N's video with M = N + 1 (mod ``num_ids``) swapped in: one fake per identity),
+    ``YouTube-real/<5 digits>.mp4`` and ``List_of_testing_videos.txt`` in the official format (``<label>
+    <folder>/<file>``, **1 = real**). The list names every video of the last ``test_ids`` identities (as target or
+    source) and the last YouTube video. Returns ``root``."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    methods = list(MANIPULATIONS)
+    tested = set(range(num_ids - test_ids, num_ids))
+    listed = []
+    for folder in ("Celeb-real", "Celeb-synthesis", "YouTube-real"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for n in range(num_ids):
+        path, background = _scene(rng, spec)
+        m = (n + 1) % num_ids
+        real, fake = f"Celeb-real/id{n}_0000.mp4", f"Celeb-synthesis/id{n}_id{m}_0000.mp4"
+        write_face_video(root / real, spec.width, spec.height, spec.num_frames, [path], background=background)
+        write_face_video(root / fake, spec.width, spec.height, spec.num_frames, [path], background=background,
+                         manipulation=MANIPULATIONS[methods[n % len(methods)]])
+        if n in tested:
+            listed.append(f"1 {real}")
+        if {n, m} & tested:
+            listed.append(f"0 {fake}")
+    for k in range(youtube_real):
+        path, background = _scene(rng, spec)
+        name = f"YouTube-real/{k:05d}.mp4"
+        write_face_video(root / name, spec.width, spec.height, spec.num_frames, [path], background=background)
+        if k == youtube_real - 1:
+            listed.append(f"1 {name}")
+    (root / "List_of_testing_videos.txt").write_text("\n".join(listed) + "\n")
     return root
