@@ -164,6 +164,10 @@ class TrainConfig:
     # mask ratio); fused AdamW kernel on CUDA (CPUs always use the multi-tensor path)
     compile: bool = False
     fused_adamw: bool = True
+    # when the host reads the loss: step (every update: a NaN/inf loss stops the run before it is applied) | log
+    # (every log_every_steps updates, at checkpoints and epoch ends: no host sync in the step; a NaN/inf stops the
+    # run at the next read, keeping the last saved last.pt) | auto (log on CUDA, step on CPUs)
+    host_sync: str = "auto"
 
 
 @dataclass

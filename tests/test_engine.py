@@ -15,6 +15,7 @@ from deepfake_ssat.commands.train import main as train_main
 from deepfake_ssat.engine import (TrainingDiverged, fit, load_checkpoint, load_inference_model, save_checkpoint,
                                   strip_decoder)
 from deepfake_ssat.engine.build import build_model
+from deepfake_ssat.config import ConfigError
 from deepfake_ssat.models import SSAT
 
 
@@ -99,6 +100,43 @@ def test_resume_after_sigkill_is_bit_exact(tiny_config_file, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming at update {killed_at}" in resumed.stdout
     _assert_identical(_weights(tmp_path / "ref/last.pt"), _weights(run / "last.pt"))
+
+
+def test_host_sync_log_trains_the_same_weights_and_logs(tiny_cfg, tmp_path):
+    """train.host_sync=log (the CUDA default: the loss stays on the device between log steps) changes when the
+    host reads the loss, not what is trained or logged."""
+    step = fit(tiny_cfg("train.epochs=1", "train.host_sync=step"), tmp_path / "step")
+    log = fit(tiny_cfg("train.epochs=1", "train.host_sync=log"), tmp_path / "log")
+    _assert_identical(_weights(tmp_path / "step/last.pt"), _weights(tmp_path / "log/last.pt"))
+    a, b = (list(csv.DictReader(open(tmp_path / run / "metrics.csv"))) for run in ("step", "log"))
+    assert len(a) == len(b) == 1
+    for key in ("train_loss", "train_cls", "train_rec", "val_loss", "val_acc1"):  # summed in another order
+        assert float(a[0][key]) == pytest.approx(float(b[0][key]), rel=1e-9), key
+    assert step["test_acc1"] == log["test_acc1"]
+
+
+def test_host_sync_log_stops_at_the_next_read_without_saving(tiny_cfg, tmp_path, monkeypatch):
+    real_loss = SSAT.loss
+    calls = {"n": 0}
+
+    def poisoned(self, out, x, labels):
+        loss, parts = real_loss(self, out, x, labels)
+        calls["n"] += 1
+        return (loss * float("nan"), parts) if calls["n"] == 7 and self.training else (loss, parts)
+
+    monkeypatch.setattr(SSAT, "loss", poisoned)
+    cfg = tiny_cfg("train.epochs=1", "train.host_sync=log", "train.log_every_steps=5", "train.save_every_steps=5")
+    with pytest.raises(TrainingDiverged) as e:
+        fit(cfg, tmp_path / "run")
+    msg = str(e.value)
+    assert "between updates 5 and 10" in msg and "holds update 5" in msg and "nothing saved" in msg, msg
+    assert "\n" not in msg
+    assert load_checkpoint(tmp_path / "run/last.pt")["train_state"]["step"] == 5  # the NaN weights never saved
+
+
+def test_host_sync_must_be_known(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="train.host_sync: must be one of auto, step, log"):
+        fit(tiny_cfg("train.host_sync=sometimes"), tmp_path)
 
 
 def test_nan_loss_stops_with_message_after_saving_state(tiny_cfg, tmp_path, monkeypatch):

@@ -42,6 +42,8 @@ from .runtime import autocast, resolve_device
 
 VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs
 SELECT = ("auto", "auc", "acc", "loss")  # train.select
+HOST_SYNC = ("auto", "step", "log")  # train.host_sync
+SUM_KEYS = ("loss", "cls", "rec")  # the training loss and its parts, summed over an epoch's micro-steps
 
 
 class TrainingDiverged(RuntimeError):
@@ -209,13 +211,17 @@ class Run:
     writer: Any = None  # TensorBoard SummaryWriter on rank 0
     # the last finished update, for a Ctrl-C save and NaN stops: its RNG state, epoch sums and clock
     mark_rng: dict = field(default_factory=dict)
-    mark_sums: dict = field(default_factory=dict)
+    mark_sums: tuple = ({}, None)
     clock: float = 0.0
     consistent: bool = True  # False while an update is half applied
     saved_step: int | None = None  # the update last.pt holds
+    lazy: bool = False  # train.host_sync log: loss sums stay on the device until read_sums
+    device_sums: torch.Tensor | None = None  # [loss, cls, rec, micro-steps] not yet added to state.epoch_sums
+    read_step: int = 0  # the update at which the sums were last read (and found finite)
 
     def mark(self) -> None:
-        self.mark_rng, self.mark_sums = capture_rng(), dict(self.state.epoch_sums)
+        """Remember the last finished update's RNG state and loss sums (host and device side) for a Ctrl-C save."""
+        self.mark_rng, self.mark_sums = capture_rng(), (dict(self.state.epoch_sums), self.device_sums)
 
     def tick(self) -> None:
         """Add the time since the last tick to ``train_seconds``."""
@@ -223,8 +229,32 @@ class Run:
         self.state.train_seconds += now - self.clock
         self.clock = now
 
+    def add_sums(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        """Add one micro-step's loss and parts to the epoch sums: read on the host now (``train.host_sync``
+        step: a NaN/inf stops the run before the update), or kept on the device until :meth:`read_sums`."""
+        zero = loss.new_zeros((), dtype=torch.float64)
+        values = torch.stack([loss.detach().double(), *(parts[k].detach().double() if k in parts else zero
+                                                        for k in SUM_KEYS[1:]), zero + 1])
+        self.device_sums = values if self.device_sums is None else self.device_sums + values
+        if not self.lazy:
+            self.read_sums()
+
+    def read_sums(self) -> None:
+        """Move the device-side sums into ``state.epoch_sums`` (one host sync); :class:`TrainingDiverged` if a
+        loss since the last read was NaN/inf on any rank."""
+        if self.device_sums is None:
+            return
+        values, self.device_sums = self.device_sums.tolist(), None
+        if not _finite_everywhere(sum(values[:3]), self.dist, self.device):
+            _stop_diverged(self, values)
+        sums = self.state.epoch_sums
+        for k, v in zip((*SUM_KEYS, "n"), values):
+            sums[k] += v
+        self.read_step = self.state.step
+
     def checkpoint(self, name: str, rng: dict) -> None:
         """Collective: every rank's RNG state is gathered; rank 0 writes ``out_dir/name``; all wait for it."""
+        self.read_sums()
         rngs = gather_objects(rng, self.dist)
         if self.dist.is_main:
             save_checkpoint(self.out_dir / name, {
@@ -292,7 +322,7 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
         if run is None:
             raise
         if run.consistent and not dist.enabled:  # a collective save could wait for ranks already gone
-            run.state.epoch_sums = run.mark_sums
+            run.state.epoch_sums, run.device_sums = dict(run.mark_sums[0]), run.mark_sums[1]
             run.tick()
             run.checkpoint("last.pt", run.mark_rng)
         raise TrainingInterrupted(out_dir, run.saved_step, run.total_updates) from None
@@ -315,6 +345,8 @@ def _check_schedule(cfg: Config) -> None:
         raise ConfigError(f"train.warmup_epochs: must be >= 0, got {t.warmup_epochs}")
     if t.select not in SELECT:
         raise ConfigError(f"train.select: must be one of {', '.join(SELECT)}, got {t.select!r}")
+    if t.host_sync not in HOST_SYNC:
+        raise ConfigError(f"train.host_sync: must be one of {', '.join(HOST_SYNC)}, got {t.host_sync!r}")
 
 
 def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist: DistInfo,
@@ -356,7 +388,8 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
               state=TrainState(), updates_per_epoch=updates_per_epoch, total_updates=total_updates,
               meta={"version": __version__, "git": git_revision(), "torch": str(torch.__version__),
                     "device": str(device), "world_size": dist.world_size, "data_manifest_sha256": data_meta["sha256"]},
-              data_sha256=data_meta["sha256"], batch_transform=_batch_transform(cfg, model))
+              data_sha256=data_meta["sha256"], batch_transform=_batch_transform(cfg, model),
+              lazy=t.host_sync == "log" or (t.host_sync == "auto" and device.type == "cuda"))
     if resume is not None:
         _restore(run, resume)
     else:
@@ -464,19 +497,12 @@ def train_one_epoch(run: Run, epoch: int, max_steps: int | None = None) -> bool:
             batch = run.batch_transform(batch)  # y: soft targets [B, num_classes]
         with _no_sync(run.net, syncing), autocast(run.device, run.amp_dtype):
             loss, parts = run.net(batch)
-        loss_value = loss.item()
-        if not _finite_everywhere(loss_value, run.dist, run.device):
-            _stop_diverged(run, epoch, loss_value, parts)
+        run.add_sums(loss, parts)  # train.host_sync step: read here, a NaN/inf stops before the update
         with _no_sync(run.net, syncing):
             run.scaler.scale(loss / t.accum_steps).backward()
-        sums = state.epoch_sums
-        sums["n"] += 1
-        sums["loss"] += loss_value
-        for k, v in parts.items():
-            sums[k] += v.item()
         if not syncing:
             continue
-        _update(run, loss_value, parts)
+        _update(run, loss, parts)
         bar.update(1)
         stopping = max_steps is not None and state.step >= max_steps
         if state.step % run.updates_per_epoch == 0:
@@ -492,7 +518,7 @@ def train_one_epoch(run: Run, epoch: int, max_steps: int | None = None) -> bool:
     return False
 
 
-def _update(run: Run, loss_value: float, parts: dict[str, torch.Tensor]) -> None:
+def _update(run: Run, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
     """One optimizer update from the accumulated gradients; then the model's ``after_update`` and logs."""
     t, state = run.cfg.train, run.state
     run.consistent = False  # until state.step moves on, weights and state disagree
@@ -507,22 +533,35 @@ def _update(run: Run, loss_value: float, parts: dict[str, torch.Tensor]) -> None
     state.step += 1
     run.consistent = True
     run.mark()
-    if run.writer is not None and state.step % t.log_every_steps == 0:
+    if state.step % t.log_every_steps:
+        return
+    run.read_sums()  # train.host_sync log: the loss is read here, on every rank
+    if run.writer is not None:
         lr = run.optimizer.param_groups[0]["lr"]
-        run.writer.add_scalar("train/loss", loss_value, state.step)
+        run.writer.add_scalar("train/loss", loss.item(), state.step)
         run.writer.add_scalar("train/lr", lr, state.step)
         for k, v in parts.items():
             run.writer.add_scalar(f"train/{k}", v.item(), state.step)
 
 
-def _stop_diverged(run: Run, epoch: int, loss_value: float, parts: dict[str, torch.Tensor]) -> None:
-    """Save the state before this update and raise :class:`TrainingDiverged` (every rank stops together)."""
+def _stop_diverged(run: Run, sums: list[float]) -> None:
+    """Raise :class:`TrainingDiverged` (every rank stops together). ``train.host_sync`` step: the state before
+    this update is saved first; log: the weights may already hold the bad updates, so nothing is saved."""
+    epoch = run.state.step // run.updates_per_epoch + 1
+    fix = "resume with a lower train.blr or a train.clip_grad"
+    if run.lazy:
+        kept = f"{run.out_dir / 'last.pt'} holds update {run.saved_step}" if run.saved_step is not None else \
+            "no last.pt was saved yet"
+        raise TrainingDiverged(
+            f"loss became NaN/inf at epoch {epoch} between updates {run.read_step} and {run.state.step} "
+            f"(train.host_sync=log reads it every train.log_every_steps updates); nothing saved, {kept}; {fix} "
+            f"(train.host_sync=step stops before the first bad update)")
     run.tick()
     run.checkpoint("last.pt", run.mark_rng)
     raise TrainingDiverged(
-        f"loss is {loss_value} at epoch {epoch + 1}, update {run.state.step} "
-        f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); state before this update saved to "
-        f"{run.out_dir / 'last.pt'}; resume with a lower train.blr or a train.clip_grad")
+        f"loss is {sums[0]} at epoch {epoch}, update {run.state.step} "
+        f"({', '.join(f'{k}={v:.4g}' for k, v in zip(SUM_KEYS[1:], sums[1:3]))}); state before this update saved "
+        f"to {run.out_dir / 'last.pt'}; {fix}")
 
 
 def _no_sync(net: nn.Module, syncing: bool):
@@ -540,6 +579,7 @@ def end_epoch(run: Run, epoch: int) -> None:
     """Validate, log the epoch row (metrics.csv, TensorBoard), keep ``best.pt`` on validation, save ``last.pt``."""
     cfg, state, dist = run.cfg, run.state, run.dist
     run.consistent = False  # validation changes the state: saved only at the end
+    run.read_sums()
     run.tick()
     val = evaluate(run.model, run.datasets["val"], cfg.data.batch_size, run.device, run.amp_dtype,
                    cfg.data.num_workers, dist)
