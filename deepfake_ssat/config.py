@@ -107,6 +107,7 @@ class DataConfig:
     root: Optional[str] = None
     batch_size: int = 64
     num_workers: int = 0
+    prefetch_factor: Optional[int] = None  # batches each loader worker prepares ahead (null: torch's 2)
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     split_seed: int = 0

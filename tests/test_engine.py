@@ -235,3 +235,8 @@ def test_digits_demo_runs_both_modes(tmp_path):
     assert not any(k.startswith("decoder.") for k in scratch) and any(k.startswith("decoder.") for k in ssat)
     table = format_table(rows)
     assert "| scratch" in table and "| SSAT" in table
+
+
+def test_prefetch_factor_needs_workers(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=r"data.prefetch_factor: 4 needs data.num_workers > 0"):
+        fit(tiny_cfg("data.prefetch_factor=4"), tmp_path)

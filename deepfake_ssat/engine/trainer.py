@@ -409,11 +409,15 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
 
 
 def _train_loader(cfg: Config, train_set: Dataset, sampler: EpochSampler, device: torch.device) -> DataLoader:
-    """One persistent loader per run; its own generator, so creating an iterator never draws from the
-    global RNG (exact resume)."""
+    """One persistent loader per run (workers kept across epochs, pinned memory on CUDA for non-blocking copies);
+    its own generator, so creating an iterator never draws from the global RNG (exact resume)."""
+    d = cfg.data
+    if d.prefetch_factor is not None and (d.num_workers == 0 or d.prefetch_factor < 1):
+        raise ConfigError(f"data.prefetch_factor: {d.prefetch_factor} needs data.num_workers > 0 and a value >= 1 "
+                          f"(or null)")
     return DataLoader(
-        SeededItems(train_set), batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
-        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+        SeededItems(train_set), batch_size=d.batch_size, sampler=sampler, drop_last=True,
+        num_workers=d.num_workers, persistent_workers=d.num_workers > 0, prefetch_factor=d.prefetch_factor,
         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.train.seed))
 
 
