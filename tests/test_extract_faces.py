@@ -24,7 +24,7 @@ from deepfake_ssat.faces.sampling import SamplingPolicy, clip_indices, uniform_i
 from deepfake_ssat.faces.synthetic import FacePath, render_frame, write_face_video
 
 FRAMES = 8
-PARAMS = ExtractionParams(SamplingPolicy(frames=FRAMES), min_face_size=20)
+PARAMS = ExtractionParams(SamplingPolicy(frames=FRAMES), min_face_size=20, store="png")  # crops read as files
 MOVING = FacePath(10, 5, 0.5, 80, 40, 0.6)           # 320x240, 20 frames
 BIG, SMALL = FacePath(-40, -10, 0.6), FacePath(230, 60, 0.4)  # 400x240 two faces
 GRAY = FacePath(20, 10, 0.6)                         # 320x240 grayscale
@@ -163,7 +163,7 @@ def test_two_faces_keeps_the_largest_track(batch):
 
 def test_two_faces_keep_all_tracks(batch, tmp_path):
     clips, _, _ = batch
-    params = ExtractionParams(SamplingPolicy(frames=3), min_face_size=20, keep="all")
+    params = ExtractionParams(SamplingPolicy(frames=3), min_face_size=20, keep="all", store="png")
     record = extract_video(file_item(clips / "two_faces.mp4"), tmp_path, params, params.detector("cpu"))
     m = json.loads((tmp_path / "clips/two_faces/manifest.json").read_text())
     assert record["num_crops"] == 6 and len(m["kept_tracks"]) == 2
@@ -251,7 +251,7 @@ def test_rerun_skips_and_changed_parameters_redo(batch, tmp_path):
     assert [v["skipped"] for v in again["videos"]] == [False, True, True]  # empty (unreadable) is retried
     assert [v["status"] for v in again["videos"]] == [v["status"] for v in first["videos"]]
     assert crop.stat().st_mtime_ns == stamp
-    small = ExtractionParams(SamplingPolicy(frames=4), min_face_size=20, crop_size=96)
+    small = ExtractionParams(SamplingPolicy(frames=4), min_face_size=20, crop_size=96, store="png")
     redo = run_batch(items, tmp_path, small, progress=False)
     assert not any(v["skipped"] for v in redo["videos"])
     files = sorted(p.name for p in (tmp_path / "clips/moving").iterdir())

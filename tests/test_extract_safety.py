@@ -128,7 +128,7 @@ def test_unsafe_video_names_get_safe_keys_and_every_video_survives(names_run):
     assert set(manifests) == NAME_KEYS
     for key, m in manifests.items():
         assert m["key"] == key and m["status"] == "ok" and len(m["crops"]) == 1
-        assert (names_run.out / key / m["crops"][0]["file"]).is_file()
+        assert m["container"] == "crops.tar" and (names_run.out / key / "crops.tar").is_file()
     sources = {Path(m["source"]["path"]).name for k, m in manifests.items() if k.startswith("clips/")}
     assert sources == set(NAMES)
     summary = json.loads((names_run.out / "summary.json").read_text())
@@ -145,10 +145,11 @@ def test_output_permissions_follow_the_umask(names_run):
 
 
 def test_rerun_skips_unsafe_names_and_keeps_their_crops(names_run, capsys):
-    crops = {p: p.stat().st_mtime_ns for p in names_run.out.rglob("*.png")}
+    crops = {p: p.stat().st_mtime_ns for p in names_run.out.rglob("crops.tar")}
     code, out, _ = _run([*names_run.inputs, "--out", str(names_run.out), *CLI], capsys)
     assert code == 0 and json.loads(out)["skipped"] == len(NAME_KEYS)
-    assert {p: p.stat().st_mtime_ns for p in names_run.out.rglob("*.png")} == crops
+    assert len(crops) == len(NAME_KEYS)
+    assert {p: p.stat().st_mtime_ns for p in names_run.out.rglob("crops.tar")} == crops
 
 
 def test_key_mapping_collisions_and_ordinary_names(tmp_path):

@@ -172,14 +172,14 @@ def test_unusable_videos_are_reported_not_dropped_silently(tmp_path, face_data, 
     m = json.loads(manifest.read_text())
     m["status"], m["crops"] = "no_face", []
     manifest.write_text(json.dumps(m))
-    (root / "index.jsonl").unlink()  # a stale or missing index: manifests are the truth
+    (root / "index.jsonl").unlink()  # no index: every manifest is read (and a line says how to write the index)
     build_face_clips("dfdc", root, 32, 8)
     assert "videos left out: 1 no_face" in capsys.readouterr().out
     ds = build_face_clips("dfdc", root, 32, 8)
     video = ds["val"].videos[0]
-    broken = video.dir / video.segments[0][0][1]
-    broken.write_bytes(b"not a png")
-    with pytest.raises(DatasetError, match=f"{broken}: cannot read face crop"):
+    broken = video.container.path
+    broken.write_bytes(b"not a tar")
+    with pytest.raises(DatasetError, match=f"{broken}: corrupt crop container"):
         ds["val"][0]
 
 

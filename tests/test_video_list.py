@@ -111,14 +111,14 @@ def test_bad_list_is_one_error_line_and_writes_nothing(data, tmp_path, capsys, t
 def test_rerun_with_edited_list_relabels_without_extracting(data, tmp_path):
     root = tmp_path / "relabel"
     shutil.copytree(data.out, root)
-    before = {p: p.stat().st_mtime_ns for p in root.glob("list/**/*.png")}
+    before = {p: p.stat().st_mtime_ns for p in root.glob("list/**/crops.tar")}
     edited = LIST.replace("alice/fake.mp4,FAKE,alice,", "alice/fake.mp4,REAL,alice,").replace(
         "bob/real.mp4,0,bob,", "bob/real.mp4,0,robert,train")
     (data.src / "edited.csv").write_text(edited)
     assert _extract(data.src / "edited.csv", root) == 0
     summary = json.loads((root / "summary.json").read_text())
     assert summary["skipped"] == 10 and summary["num_crops"] == 80
-    assert len(before) == 80 and {p: p.stat().st_mtime_ns for p in root.glob("list/**/*.png")} == before
+    assert len(before) == 10 and {p: p.stat().st_mtime_ns for p in root.glob("list/**/crops.tar")} == before
     assert _manifest(root, "alice/fake.mp4")["label"] == 0
     bob = _manifest(root, "bob/real.mp4")
     assert (bob["group"], bob["split"], bob["label"]) == ("robert", "train", 0)

@@ -1,5 +1,6 @@
 """Benchmarks: one sub-command per module of :mod:`deepfake_ssat.bench`, each printing one JSON object with
-``--json`` (else a short text summary): ``model`` (P1/P2), ``faces`` (P3/P4), ``loader`` (P5), ``eval`` (P6).
+``--json`` (else a short text summary): ``model`` (P1/P2), ``faces`` (P3/P4), ``loader`` (P5), ``store`` (start-up
+on a 10k-video face store), ``eval`` (P6).
 
 A sub-command imports its benchmark only when it runs, so ``--help`` loads neither torch nor a video decoder.
 """
@@ -10,6 +11,7 @@ import json
 import shlex
 from typing import Any, Callable, TypeVar
 
+from ..faces.store import FORMATS
 from ..runcli import fail, tool_command
 
 T = TypeVar("T")
@@ -54,9 +56,17 @@ def _faces(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
 def _loader(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
     from ..bench.loader import format_loader, run_loader_benchmark
 
+    formats = FORMATS if args.format is None else (args.format,)
     return run_loader_benchmark(videos=args.videos, frames=args.frames, crop_size=args.crop_size,
-                                img_size=args.img_size, clip_len=args.clip_len, image_format=args.format,
+                                img_size=args.img_size, clip_len=args.clip_len, formats=formats, clips=args.clips,
                                 repeats=args.repeats, command=command), format_loader
+
+
+def _store(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
+    from ..bench.store import format_store, run_store_benchmark
+
+    return run_store_benchmark(videos=args.videos, frames=args.frames, crop_size=args.crop_size,
+                               repeats=args.repeats, command=command), format_store
 
 
 def _eval(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
@@ -77,7 +87,7 @@ def _sub_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchmark.py", description="Benchmarks: one JSON object each with --json, else a short text summary.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{model,faces,loader,eval}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{model,faces,loader,store,eval}")
 
     p = _sub_command(sub, "model", _model, "SSAT vs scratch train step: time ratio vs FLOP ratio (P1), "
                                            "fraction of fp32 matmul peak (P2)", "a short text summary")
@@ -104,14 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", default="cpu", help="MTCNN device (default cpu)")
     f.add_argument("--threads", type=int, help=THREADS_HELP)
 
-    d = _sub_command(sub, "loader", _loader, "face-clip loader frames/s per worker vs a plain image-read loop (P5)")
+    d = _sub_command(sub, "loader", _loader, "face-clip loader frames/s per worker vs reading the same crops, per "
+                                            "store format (P5)")
     d.add_argument("--videos", type=int, default=8, help="synthetic extracted videos (default 8)")
     d.add_argument("--frames", type=int, default=32, help="stored crops per video (default 32)")
     d.add_argument("--crop-size", type=int, default=224, help="stored crop side in pixels (default 224)")
     d.add_argument("--img-size", type=int, default=224, help="clip frame size after augmentation (default 224)")
     d.add_argument("--clip-len", type=int, default=16, help="frames per clip (default 16)")
-    d.add_argument("--format", choices=("png", "jpg"), default="png", help="stored crop format (default png)")
+    d.add_argument("--format", choices=FORMATS, help="one store format (default: each of them)")
+    d.add_argument("--clips", type=int, default=64, help="clips per timed pass (default 64)")
     d.add_argument("--repeats", type=int, default=3, help="timed passes, best kept (default 3)")
+
+    s = _sub_command(sub, "store", _store, "start-up on a synthetic face store: scan with the index vs walking "
+                                           "every manifest, and bytes per video per format")
+    s.add_argument("--videos", type=int, default=10_000, help="synthetic videos in the store (default 10000)")
+    s.add_argument("--frames", type=int, default=32, help="crops per video (default 32)")
+    s.add_argument("--crop-size", type=int, default=224, help="crop side in pixels (default 224)")
+    s.add_argument("--repeats", type=int, default=2, help="timed scans of each kind, best kept (default 2)")
 
     e = _sub_command(sub, "eval", _eval, "peak RSS evaluating 1,000 videos vs 100 (P6: streaming metrics)")
     e.add_argument("--small", type=int, default=100, help="videos in the small run (default 100)")

@@ -3,16 +3,19 @@ labelled video lists.
 
 Usage errors (a bad flag value, ``--device cuda`` without a GPU, an ``--out`` that cannot be written, an
 input without videos) end with one ``error:`` line and exit 2 before any work; Ctrl-C ends with one
-``interrupted:`` line (what was kept, how to continue) and exit 130.
+``interrupted:`` line (what was kept, how to continue) and exit 130. ``--reindex OUT`` only rebuilds
+``OUT/index.jsonl`` from the manifests (for a store written before the index, or one whose index is lost).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import NoReturn
 
+from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, JPEG_QUALITY
 from ..runcli import EXIT_USAGE, fail, interrupted, tool_command
 
 POSITIVE_INT_FLAGS = ("frames", "clips", "clip_len", "stride", "size", "detect_max_side", "min_face", "workers",
@@ -49,13 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="extract_faces.py",
         description="Extract face crops (MTCNN) from videos, a DFDC part/root or an FF++ root into --out, "
-                    "with a manifest per video, index.jsonl and summary.json. Reruns skip finished videos.")
+                    "with a manifest per video, index.jsonl and summary.json. Reruns skip finished videos. "
+                    "--reindex OUT rebuilds OUT/index.jsonl from the manifests, extracting nothing.")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="video file, folder, DFDC part/root, DFDC test folder (labels.csv), FF++ or Celeb-DF root")
     p.add_argument("--list", type=Path, metavar="CSV",
                    help="a labelled list of your own videos: CSV path,label[,group][,split] (label REAL/FAKE or "
                         "0/1, 1 = fake; paths relative to the CSV); extracted to <out>/list/... with the labels")
-    p.add_argument("--out", required=True, type=Path, help="output root")
+    p.add_argument("--out", type=Path, help="output root (required unless --reindex)")
+    p.add_argument("--reindex", type=Path, metavar="OUT",
+                   help="only rebuild OUT/index.jsonl from every manifest under OUT (no extraction), e.g. for a "
+                        "store written before the index existed")
     sampling = p.add_mutually_exclusive_group()
     sampling.add_argument("--frames", type=int, help="frames spread uniformly over each video (default 32)")
     sampling.add_argument("--clips", type=int, help="instead: this many clips of --clip-len frames at --stride")
@@ -65,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224, help="crop side in pixels after resizing (default 224)")
     p.add_argument("--keep", choices=("largest", "all"), default="largest",
                    help="keep the most persistent/largest face track or all tracks (default largest)")
-    p.add_argument("--format", choices=("png", "jpg"), default="png", help="crop image format (default png)")
+    p.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,
+                   help=f"how crops are stored: tar (default): one {CONTAINERS['tar']} of JPEG (quality "
+                        f"{JPEG_QUALITY}) crops per video; npy: one uint8 {CONTAINERS['npy']} array per video (no "
+                        f"decoding, but ~4.8 MB per 32 crops of 224 px); png / jpg: one image file per crop")
     p.add_argument("--workers", type=int, default=1, help="videos processed in parallel (default 1)")
     p.add_argument("--shard", type=int, default=0, help="this job's shard index (default 0)")
     p.add_argument("--num-shards", type=int, default=1, help="number of shards the input is split into (default 1)")
@@ -86,6 +96,12 @@ def _check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"--crop-scale must be positive, got {args.crop_scale}")
     if args.clips is None and (args.clip_len is not None or args.stride is not None):
         parser.error("--clip-len and --stride need --clips")
+    if args.reindex is not None:
+        if args.inputs or args.list is not None or args.out is not None:
+            parser.error("--reindex OUT takes no INPUT, --list or --out: it only rebuilds OUT/index.jsonl")
+        return
+    if args.out is None:
+        parser.error("--out is required (or --reindex OUT)")
     if not args.inputs and args.list is None:
         parser.error("give at least one INPUT or --list CSV")
     if not 0 <= args.shard < args.num_shards:
@@ -131,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_flags(parser, args)
+    if args.reindex is not None:
+        return _reindex(args.reindex)
     try:
         return _extract(args)
     except KeyboardInterrupt as e:
@@ -173,6 +191,22 @@ def _extract(args: argparse.Namespace) -> int:
             "crops": summary["num_crops"], "seconds": summary["seconds"],
             "summary": str(args.out / summary_name(args.shard, args.num_shards))}
     print(json.dumps(line))
+    return 0
+
+
+def _reindex(out: Path) -> int:
+    """Rebuild ``out/index.jsonl`` from the manifests under ``out``; prints one JSON line."""
+    from ..faces.extract import write_index
+
+    if not out.is_dir():
+        return fail(f"--reindex {out}: not a folder; give the --out folder of an extraction")
+    start = time.perf_counter()
+    try:
+        rows = write_index(out)
+    except OSError as e:
+        return fail(f"--reindex {out}: cannot write the index there ({e.strerror or e})")
+    print(json.dumps({"index": str(out / "index.jsonl"), "videos": rows,
+                      "seconds": round(time.perf_counter() - start, 3)}))
     return 0
 
 

@@ -1,7 +1,8 @@
 """Face-clip datasets over extracted face crops (DFDC, FaceForensics++, Celeb-DF v2): training never decodes video.
 
-Reads each video's ``manifest.json`` (through ``index.jsonl`` where it is current) and its square crops; items
-are ``(clip [C, T, H, W] float, label, key)``, label 1 = fake (:class:`FaceClipDataset`, :func:`video_key`).
+Reads the store's ``index.jsonl`` (a store without one: every ``manifest.json``) and the square crops, a clip
+from one file open (:mod:`deepfake_ssat.faces.store`); items are ``(clip [C, T, H, W] float, label, key)``, label
+1 = fake (:class:`FaceClipDataset`, :func:`video_key`).
 Clip geometry and pixels: :mod:`.transforms`; which videos form train / val / test: :mod:`.splits`.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 import json
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -19,8 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import ConfigError
-from ..faces.datasets import IDENTITY_FIELDS
-from ..io import find_files
+from ..faces.store import INDEX_NAME, Container, StoreError, container_of, read_index, walk_rows
 from .transforms import ClipAugmentation, centre_resize, clip_positions, clip_span, clip_tensor
 
 
@@ -32,7 +32,9 @@ class DatasetError(ConfigError):
 class FaceVideo:
     """One extracted video: its identity, label and the stored crops usable as clips.
 
-    ``segments``: runs of ``(frame index, crop file)`` of one face track, in frame order.
+    ``segments``: runs of ``(frame index, crop name)`` of one face track, in frame order. ``container``: the file
+    holding every crop of the video, with ``spans[s]`` [len(segments[s]), 2] (byte offset, size) of each crop of
+    segment ``s``; None when each crop is its own image file ``dir / name``.
     """
     key: str
     label: int
@@ -46,6 +48,8 @@ class FaceVideo:
     original: str | None
     group: str | None = None  # a video list's group (identity / source video)
     split: str | None = None  # a video list's fixed split
+    container: Container | None = None
+    spans: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)
 
     def num_crops(self) -> int:
         return sum(len(s) for s in self.segments)
@@ -62,56 +66,42 @@ def video_key(dataset: str | None, method: str | None, compression: str | None, 
 
 
 def _read_rows(root: Path) -> list[dict]:
-    """One row per finished video: from ``index.jsonl`` where it lists the folder, else from its manifest.
+    """One row per finished video, from the store's index: one file read, no tree walk.
 
-    Every ``manifest.json`` under ``root`` is found, so a video missing from a stale index (e.g. two
-    extraction shards finishing together) is still used.
+    A store without a current index (none written, or one of an older version) is walked instead: every
+    ``manifest.json`` is read, and one line says how to write the index.
     """
-    indexed: dict[str, dict] = {}
-    index = root / "index.jsonl"
-    if index.is_file():
-        for n, line in enumerate(index.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                    indexed[row["dir"]] = row
-                except (ValueError, KeyError, TypeError):
-                    raise DatasetError(f"{index}: line {n} is not an index row; delete the file "
-                                       f"(it is rebuilt from the manifests)") from None
-    rows = []
-    for manifest in find_files(root, "manifest.json"):
-        rel = manifest.parent.relative_to(root).as_posix()
-        row = indexed.get(rel)
-        if row is None or "params" not in row:  # not indexed, or an index from an older version
-            try:
-                m = json.loads(manifest.read_text())
-            except (OSError, ValueError) as e:
-                raise DatasetError(f"{manifest}: unreadable manifest ({e}); re-run tools/extract_faces.py "
-                                   f"on that video") from None
-            if m.get("tool") != "deepfake_ssat.faces":
-                continue
-            crops = m.get("crops", [])
-            row = {k: m.get(k) for k in (*IDENTITY_FIELDS, "status", "clips", "params")}
-            row.update(dir=rel, frames=[c["frame"] for c in crops], files=[c["file"] for c in crops],
-                       tracks=[c["track"] for c in crops])
-        rows.append(row)
+    try:
+        rows = read_index(root)
+        if rows is not None:
+            return rows
+        rows = walk_rows(root, strict=True)
+    except StoreError as e:
+        raise DatasetError(str(e)) from None
+    if rows:
+        print(f"[data] {root}: no current {INDEX_NAME}, so every manifest.json was read (slow on a large store); "
+              f"write the index once with: python tools/extract_faces.py --reindex {root}", flush=True)
     return rows
 
 
-def _segments(row: dict) -> tuple[tuple[tuple[int, str], ...], ...]:
-    """Crops grouped by track, then by extraction clip (``--clips`` mode), each in frame order."""
-    by_track: dict[int, list[tuple[int, str]]] = {}
-    for frame, file, track in zip(row["frames"], row["files"], row["tracks"]):
-        by_track.setdefault(track, []).append((frame, file))
-    segments = []
+def _segments(row: dict) -> tuple[tuple[tuple[tuple[int, str], ...], ...], tuple[np.ndarray, ...]]:
+    """Crops grouped by track, then by extraction clip (``--clips`` mode), each in frame order; and for a
+    container, each segment's crop spans [len(segment), 2] (byte offset, size)."""
+    by_track: dict[int, list[tuple[int, str, int]]] = {}
+    for n, (frame, file, track) in enumerate(zip(row["frames"], row["files"], row["tracks"])):
+        by_track.setdefault(track, []).append((frame, file, n))
+    where = np.array([row["offsets"], row["sizes"]], np.int64).T if row.get("container") else None
+    segments, spans = [], []
     for crops in by_track.values():
         crops.sort()
         groups = [set(c) for c in row["clips"]] if row.get("clips") else [None]
         for group in groups:
-            seg = tuple(c for c in crops if group is None or c[0] in group)
+            seg = [c for c in crops if group is None or c[0] in group]
             if seg:
-                segments.append(seg)
-    return tuple(segments)
+                segments.append(tuple((frame, file) for frame, file, _ in seg))
+                if where is not None:
+                    spans.append(where[[n for _, _, n in seg]])
+    return tuple(segments), tuple(spans)
 
 
 def scan_extraction(root: str | Path, num_frames: int, frame_step: int,
@@ -149,14 +139,16 @@ def scan_extraction(root: str | Path, num_frames: int, frame_step: int,
             raise DatasetError(
                 f"data.root: {root / row['dir']} and {root / reference['dir']} were extracted with different "
                 f"parameters; extract every video of a dataset with the same settings")
-        segments = _segments(row)
+        segments, spans = _segments(row)
         if max(len(s) for s in segments) < span:
             counts["padded"] += 1
+        folder = root / row["dir"]
         videos.append(FaceVideo(
             key=video_key(row["dataset"], row["method"], row["compression"], row["video_id"]),
-            label=int(row["label"]), dir=root / row["dir"], segments=segments, dataset=row["dataset"],
+            label=int(row["label"]), dir=folder, segments=segments, dataset=row["dataset"],
             method=row["method"], compression=row["compression"], video_id=row["video_id"], part=row["part"],
-            original=row["original"], group=row.get("group"), split=row.get("split")))
+            original=row["original"], group=row.get("group"), split=row.get("split"),
+            container=container_of(folder, row), spans=spans))
     return videos, counts
 
 
@@ -176,13 +168,30 @@ def _check_params(manifest_dir: Path, params: dict, span: int, num_frames: int, 
             f"data.frame_step={frame_step} needs {span}; re-extract with more frames or lower them")
 
 
-def read_crop(path: Path) -> np.ndarray:
-    """A stored face crop as (H, W, 3) uint8 RGB; :class:`DatasetError` naming the file if unreadable."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{path}: cannot read face crop (missing or corrupt); re-run tools/extract_faces.py "
-                           f"on that video")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def read_crops(paths: list[Path]) -> np.ndarray:
+    """Face crops stored one image file each -> [N, H, W, 3] uint8 RGB; :class:`DatasetError` naming the file
+    that is missing, corrupt or of another size than the first."""
+    out = None
+    for n, path in enumerate(paths):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None or (out is not None and image.shape != out.shape[1:]):
+            raise DatasetError(f"{path}: cannot read face crop (missing, corrupt or of another size); re-run "
+                               f"tools/extract_faces.py on that video")
+        if out is None:
+            out = np.empty((len(paths), *image.shape), np.uint8)
+        cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=out[n])
+    return out
+
+
+def read_clip(video: FaceVideo, segment: int, positions: list[int]) -> np.ndarray:
+    """The crops at ``positions`` of ``video.segments[segment]`` -> [T, H, W, 3] uint8 RGB, from one file open
+    when the video has a container; :class:`DatasetError` naming the file if one is unreadable."""
+    if video.container is None:
+        return read_crops([video.dir / video.segments[segment][p][1] for p in positions])
+    try:
+        return video.container.read(video.spans[segment][positions])
+    except StoreError as e:
+        raise DatasetError(str(e)) from None
 
 
 class FaceClipDataset(Dataset):
@@ -224,9 +233,8 @@ class FaceClipDataset(Dataset):
             lengths = [len(s) for s in video.segments]
             seg = random.choices(range(len(lengths)), weights=lengths)[0]
             start = random.randint(0, max(lengths[seg] - span, 0))
-        segment = video.segments[seg]
-        frames = np.stack([read_crop(video.dir / segment[p][1])
-                           for p in clip_positions(len(segment), self.num_frames, self.frame_step, start)])
+        positions = clip_positions(len(video.segments[seg]), self.num_frames, self.frame_step, start)
+        frames = read_clip(video, seg, positions)
         frames = self.augment(frames) if self.augment else centre_resize(frames, self.img_size)
         return clip_tensor(frames), video.label, video.key
 

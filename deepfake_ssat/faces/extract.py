@@ -1,8 +1,8 @@
 """Per-video face extraction (decode -> detect -> track -> square crops + manifest) and the batch runner.
 
-One video's output is ``<out>/<item.rel_dir>/`` (key rules: :mod:`deepfake_ssat.faces.datasets`): one square
-crop per kept face per sampled frame, named by frame index (``000123.png``), and ``manifest.json``; written
-atomically and skipped on rerun when already done (:func:`extract_video`, :func:`_finished`).
+One video's output is ``<out>/<item.rel_dir>/`` (key rules: :mod:`deepfake_ssat.faces.datasets`): its square
+face crops, named by frame index, in one container (``crops.tar``; formats: :mod:`.store`) and ``manifest.json``;
+written atomically and skipped on rerun when already done (:func:`extract_video`, :func:`_finished`).
 """
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ import numpy as np
 
 from .. import __version__
 from ..runcli import first_line
-from ..io import atomic_write_json, atomic_write_text, find_files, is_inside, make_temp_dir, sha256_file
-from .datasets import IDENTITY_FIELDS, VideoItem
+from ..io import atomic_write_json, is_inside, make_temp_dir, sha256_file
+from .datasets import VideoItem
 from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from .sampling import SamplingPolicy
-
-IMAGE_FORMATS = ("png", "jpg")
+from .store import (DEFAULT_FORMAT, StoreError, format_params, index_lock, index_row, read_index, walk_rows,
+                    write_crops, write_rows)
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class ExtractionParams:
     ``detect_max_side``, looking for faces of at least ``min_face_size`` pixels at that size.
     ``crop_scale``: square side = ``max(w, h) * crop_scale``; ``crop_size``: output side in pixels.
     ``keep``: ``largest`` (the most persistent, then largest, track) or ``all`` tracks.
+    ``store``: how the crops are saved, ``tar`` | ``npy`` | ``png`` | ``jpg`` (:mod:`.store`).
     """
     sampling: SamplingPolicy = field(default_factory=SamplingPolicy)
     detect_max_side: int = 640
@@ -47,13 +48,12 @@ class ExtractionParams:
     crop_scale: float = 1.3
     crop_size: int = 224
     keep: str = "largest"
-    image_format: str = "png"
+    store: str = DEFAULT_FORMAT
 
     def __post_init__(self) -> None:
         if self.keep not in ("largest", "all"):
             raise ValueError(f"keep must be 'largest' or 'all', got {self.keep!r}")
-        if self.image_format not in IMAGE_FORMATS:
-            raise ValueError(f"image format must be one of {IMAGE_FORMATS}, got {self.image_format!r}")
+        format_params(self.store)  # ValueError for an unknown format
         if self.crop_scale <= 0 or self.crop_size < 1 or self.detect_max_side < 1 or self.min_face_size < 1:
             raise ValueError("crop_scale, crop_size, detect_max_side and min_face_size must be positive")
 
@@ -61,7 +61,7 @@ class ExtractionParams:
         return {"sampling": self.sampling.to_dict(), "detect_max_side": self.detect_max_side,
                 "min_face_size": self.min_face_size, "thresholds": list(self.thresholds),
                 "crop_scale": self.crop_scale, "crop_size": self.crop_size, "keep": self.keep,
-                "image_format": self.image_format}
+                **format_params(self.store)}
 
     def detector(self, device: str) -> FaceDetector:
         return FaceDetector(device, self.detect_max_side, self.min_face_size, self.thresholds)
@@ -172,29 +172,30 @@ def _kept_tracks(tracks: list[Track], faces: list[FrameFaces], keep: str) -> lis
 
 
 def _write_crops(folder: Path, frames: list[np.ndarray], indices: list[int], faces: list[FrameFaces],
-                 tracks: list[Track], params: ExtractionParams) -> list[dict]:
-    """Crop, resize and save every kept detection into ``folder``; returns one manifest entry each.
+                 tracks: list[Track], params: ExtractionParams) -> tuple[str | None, list[dict]]:
+    """Crop, resize and save every kept detection into ``folder`` (:func:`.store.write_crops`, a track's crops
+    in frame order); returns the container's name (None: one image per crop) and one manifest entry each.
 
-    ``frames``: (H, W, 3) uint8 RGB, one per sampled index; images are saved RGB-correct (cv2 wants BGR).
+    ``frames``: (H, W, 3) uint8 RGB, one per sampled index.
     """
     height, width = frames[0].shape[:2]
-    entries = []
+    entries, crops = [], []
     for track in tracks:
         for pos, det in sorted(track.members.items()):
             x1, y1, x2, y2 = square_crop_box(faces[pos].boxes[det], params.crop_scale, width, height)
             crop = frames[pos][y1:y2, x1:x2]
             interp = cv2.INTER_AREA if crop.shape[0] > params.crop_size else cv2.INTER_LINEAR
-            crop = cv2.resize(crop, (params.crop_size, params.crop_size), interpolation=interp)
             suffix = "" if params.keep == "largest" else f"_t{track.id}"
-            name = f"{indices[pos]:06d}{suffix}.{params.image_format}"
-            if not cv2.imwrite(str(folder / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"{folder / name}: cannot write image")
-            entries.append({"frame": indices[pos], "file": name, "track": track.id,
+            crop = cv2.resize(crop, (params.crop_size, params.crop_size), interpolation=interp)
+            crops.append((f"{indices[pos]:06d}{suffix}", crop))
+            entries.append({"frame": indices[pos], "track": track.id,
                             "box": faces[pos].boxes[det].round(2).tolist(),
                             "score": round(float(faces[pos].scores[det]), 5),
                             "landmarks": faces[pos].landmarks[det].round(2).tolist(),
                             "crop_box": [x1, y1, x2, y2]})
-    return sorted(entries, key=lambda e: (e["frame"], e["track"]))
+    container, stored = write_crops(folder, params.store, crops)
+    entries = [{**entry, **where} for entry, where in zip(entries, stored)]
+    return container, sorted(entries, key=lambda e: (e["frame"], e["track"]))
 
 
 class OutsideOutputError(RuntimeError):
@@ -256,9 +257,10 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     duplicate), ``reason`` (one line or None), ``num_crops``, ``skipped`` (finished by an earlier run).
     Raises :class:`OutsideOutputError` if ``item.rel_dir`` does not lead strictly inside ``out_root``.
 
-    Output: one image per kept face per sampled frame, named by the original frame index
-    (``000123.png``; ``000123_t1.png`` with ``keep="all"``), and ``manifest.json`` (key, source path,
-    size, mtime, sha256, parameters, crops). Everything is written into a hidden temp folder
+    Output: one crop per kept face per sampled frame, named by the original frame index (``000123.jpg``;
+    ``000123_t1.jpg`` with ``keep="all"``), stored as ``params.store`` says (the default: all in ``crops.tar``,
+    whose byte spans the manifest records), and ``manifest.json`` (key, source path, size, mtime, sha256,
+    parameters, container, crops). Everything is written into a hidden temp folder
     ``.<name>.tmp-XXXXXXXX`` next to the final one and renamed into place when complete, so a killed run
     never leaves a folder that looks done; stale temp folders are removed by the next run and ignored by
     the index. Folders and files get the umask's permissions (0755 / 0644 by default). Nothing is ever
@@ -289,7 +291,7 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     _remove_stale(final, out_root)
     tmp = _make_temp(final, out_root)
     try:
-        crops = _write_crops(tmp, frames, indices, faces, kept, params)
+        container, crops = _write_crops(tmp, frames, indices, faces, kept, params)
         requested = params.sampling.requested()
         status, reason = _status(len(indices), requested, num_frames, crops, kept)
         manifest = {
@@ -304,7 +306,7 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
             "clips": params.sampling.clip_lists(num_frames) if params.sampling.clips else None,
             "frames_without_face": sorted(set(indices) - {c["frame"] for c in crops}),
             "num_tracks": len(tracks), "kept_tracks": [t.id for t in kept],
-            "crops": crops, "params": params.to_dict(),
+            "container": container, "crops": crops, "params": params.to_dict(),
             "seconds": round(time.perf_counter() - start, 3),
         }
         atomic_write_json(tmp / "manifest.json", manifest)
@@ -385,22 +387,38 @@ def extract_all(items: list[VideoItem], out_root: Path, params: ExtractionParams
 
 
 def write_index(out_root: Path) -> int:
-    """Rebuild ``out_root/index.jsonl`` (one line per finished video, from its manifest); returns lines.
+    """Rebuild ``out_root/index.jsonl`` from every manifest under ``out_root`` (a tree walk: ``--reindex``);
+    returns its rows. Tolerates folders and manifests that vanish while it reads (a concurrent shard replacing
+    a video)."""
+    with index_lock(out_root):
+        rows = walk_rows(out_root)
+        write_rows(out_root, rows)
+    return len(rows)
 
-    Tolerates folders and manifests that vanish while it reads (a concurrent shard replacing a video).
+
+def update_index(out_root: Path, dirs: set[str]) -> int:
+    """Put the videos ``dirs`` (folders relative to ``out_root``) into ``out_root/index.jsonl`` as their manifests
+    now say (dropping those without one); returns its rows.
+
+    Concurrent shards each merge their own videos under :func:`.store.index_lock`, so the index ends up listing
+    every shard's. Without a current index (none yet, an older version's, an unreadable one) it is rebuilt by
+    walking the whole tree once, so that videos extracted before are kept.
     """
-    lines = []
-    for path in find_files(out_root, "manifest.json"):
-        m = load_manifest(path)
-        if m is None or m.get("tool") != "deepfake_ssat.faces":
-            continue
-        row = {k: m.get(k) for k in (*IDENTITY_FIELDS, "status", "fps", "num_frames")}
-        row.update(dir=path.parent.relative_to(out_root).as_posix(), num_crops=len(m["crops"]),
-                   frames=[c["frame"] for c in m["crops"]], files=[c["file"] for c in m["crops"]],
-                   tracks=[c["track"] for c in m["crops"]], clips=m.get("clips"), params=m.get("params"))
-        lines.append(json.dumps(row))
-    atomic_write_text(out_root / "index.jsonl", "".join(line + "\n" for line in lines))
-    return len(lines)
+    with index_lock(out_root):
+        try:
+            current = read_index(out_root)
+        except StoreError:
+            current = None
+        if current is None:
+            rows = walk_rows(out_root)
+        else:
+            rows = [row for row in current if row["dir"] not in dirs]
+            for rel in sorted(d for d in dirs if is_inside(out_root / d, out_root)):
+                manifest = load_manifest(out_root / rel / "manifest.json")
+                if manifest is not None and manifest.get("tool") == "deepfake_ssat.faces":
+                    rows.append(index_row(manifest, rel))
+        write_rows(out_root, rows)
+    return len(rows)
 
 
 def summary_name(shard_index: int, num_shards: int) -> str:
@@ -418,7 +436,8 @@ class BatchInterrupted(KeyboardInterrupt):
 
 def run_batch(items: list[VideoItem], out_root: Path, params: ExtractionParams, device: str = "cpu",
               workers: int = 1, shard_index: int = 0, num_shards: int = 1, progress: bool = True) -> dict:
-    """Extract ``items`` into ``out_root``, write the summary and rebuild ``index.jsonl``; returns the summary.
+    """Extract ``items`` into ``out_root``, write the summary and merge the videos into ``index.jsonl``
+    (:func:`update_index`); returns the summary.
 
     Per-video failures are recorded (status + one-line reason) and the batch goes on. Ctrl-C raises
     :class:`BatchInterrupted` (no summary written); finished videos stay complete, none is half-written.
@@ -451,7 +470,8 @@ def run_batch(items: list[VideoItem], out_root: Path, params: ExtractionParams, 
             "videos": sorted(records, key=lambda r: r["key"]),
         }
         atomic_write_json(out_root / summary_name(shard_index, num_shards), summary)
-        summary["index_lines"] = write_index(out_root)
+        summary["index_lines"] = update_index(out_root, {r["key"] for r in records})
     except KeyboardInterrupt:
+        update_index(out_root, {r["key"] for r in records})  # the finished videos are usable right away
         raise BatchInterrupted(records) from None
     return summary

@@ -1,0 +1,223 @@
+"""The face store on disk: each video's crops in one container file, and one index for the whole store.
+
+``--format tar`` (default): an uncompressed tar of JPEG crops (quality 95, ``tar tf`` lists them) whose member
+offsets are in the manifest, so a clip is one open and one read; ``npy``: one uint8 [N, S, S, 3] array (no
+decode but ~S²·3 bytes a crop: > 500 GB for DFDC at 32 × 224²); ``png`` / ``jpg``: one image file per crop.
+``index.jsonl`` at the root holds one :func:`index_row` per finished video; readers need nothing else.
+"""
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import tarfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import cv2
+import numpy as np
+
+from ..io import atomic_write, atomic_write_text, find_files
+from .datasets import IDENTITY_FIELDS
+
+FORMATS = ("tar", "npy", "png", "jpg")
+DEFAULT_FORMAT = "tar"
+JPEG_QUALITY = 95
+INDEX_NAME = "index.jsonl"
+CONTAINERS = {"tar": "crops.tar", "npy": "crops.npy"}
+_MEMBER_FORMAT = {"tar": "jpg", "npy": "raw", "png": "png", "jpg": "jpg"}  # how one crop is encoded
+_ROW_FIELDS = (*IDENTITY_FIELDS, "status", "fps", "num_frames", "clips", "params", "container")
+_REQUIRED = ("dir", "status", "params", "frames", "files", "tracks")  # rows of older index versions lack some
+
+
+class StoreError(ValueError):
+    """A container or index that cannot be read; one line naming the file."""
+
+
+def format_params(store: str) -> dict:
+    """The extraction parameters that name a store format: ``image_format`` of each crop (``jpg``, ``png`` or
+    ``raw`` uint8) and, for a container, ``store`` (``tar`` / ``npy``); png / jpg give today's parameters."""
+    if store not in FORMATS:
+        raise ValueError(f"store format must be one of {FORMATS}, got {store!r}")
+    return {"image_format": _MEMBER_FORMAT[store], **({"store": store} if store in CONTAINERS else {})}
+
+
+def write_crops(folder: Path, store: str, crops: list[tuple[str, np.ndarray]]) -> tuple[str | None, list[dict]]:
+    """Save ``crops`` (name stem, (S, S, 3) uint8 RGB) into ``folder`` in format ``store``.
+
+    Returns the container's file name (None for one image per crop, and when there is no crop) and per crop
+    ``{"file": name}`` plus, in a container, ``offset`` and ``size``: where its bytes lie in the container. The
+    container is written to a temp file, fsynced and renamed (:func:`deepfake_ssat.io.atomic_write`).
+    """
+    image_format = _MEMBER_FORMAT[store]
+    if not crops:
+        return None, []
+    if store not in CONTAINERS:  # as before the store existed (OpenCV's JPEG quality is 95 too)
+        for stem, crop in crops:
+            path = folder / f"{stem}.{image_format}"
+            if not cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"{path}: cannot write image")
+        return None, [{"file": f"{stem}.{image_format}"} for stem, _ in crops]
+    path = folder / CONTAINERS[store]
+    if store == "tar":
+        members, quality = [], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        for stem, crop in crops:
+            ok, data = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), quality)
+            if not ok:
+                raise OSError(f"{path}: cannot encode crop {stem} as JPEG")
+            members.append((f"{stem}.jpg", data.tobytes()))
+        entries: list[dict] = []
+        atomic_write(path, lambda f: entries.extend(_write_tar(f, members)))
+        return path.name, entries
+    array = np.stack([crop for _, crop in crops])
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+    start, size = path.stat().st_size - array.nbytes, array[0].nbytes
+    return path.name, [{"file": stem, "offset": start + i * size, "size": size} for i, (stem, _) in enumerate(crops)]
+
+
+def _write_tar(f: BinaryIO, members: list[tuple[str, bytes]]) -> list[dict]:
+    """An uncompressed POSIX tar of ``members`` (name, bytes) on ``f``; returns each member's data span."""
+    entries, now = [], int(time.time())
+    with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), now, 0o644
+            tar.addfile(info, io.BytesIO(data))
+            padded = -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            entries.append({"file": name, "offset": tar.offset - padded, "size": len(data)})
+    return entries
+
+
+@dataclass(frozen=True)
+class Container:
+    """One video's crop container: its ``path``, how a crop is encoded (``image_format``: ``jpg`` in a tar, ``raw``
+    uint8 in an npy) and the crop ``side`` in pixels."""
+    path: Path
+    image_format: str
+    side: int
+
+    def read(self, spans: np.ndarray) -> np.ndarray:
+        """The crops at ``spans`` [N, 2] (byte offset, size) -> [N, S, S, 3] uint8 RGB: one open, one read.
+
+        Raises :class:`StoreError` naming the file when it is missing, truncated or holds something else there.
+        """
+        lo, hi = int(spans[:, 0].min()), int((spans[:, 0] + spans[:, 1]).max())
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(lo)
+                data = f.read(hi - lo)
+        except OSError as e:
+            raise self._error(f"cannot read it: {e.strerror or e}") from None
+        if len(data) < hi - lo:
+            raise self._error(f"truncated: {lo + len(data)} bytes, the crops need {hi}")
+        out = np.empty((len(spans), self.side, self.side, 3), np.uint8)
+        buf = np.frombuffer(data, np.uint8)
+        for i, (offset, size) in enumerate(spans.tolist()):
+            member = buf[offset - lo:offset - lo + size]
+            if self.image_format == "raw":
+                out[i] = member.reshape(out.shape[1:])
+                continue
+            image = cv2.imdecode(member, cv2.IMREAD_COLOR)
+            if image is None or image.shape != out.shape[1:]:
+                raise self._error(f"no {self.side}x{self.side} {self.image_format} image at byte {offset}")
+            cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=out[i])
+        return out
+
+    def _error(self, what: str) -> StoreError:
+        return StoreError(f"{self.path}: corrupt crop container ({what}); re-run tools/extract_faces.py on that "
+                          f"video, or tools/extract_faces.py --reindex <root> if the index is out of date")
+
+
+def container_of(folder: Path, row: dict) -> Container | None:
+    """The :class:`Container` of an index row's video in ``folder``, or None when it stores one file per crop."""
+    if not row.get("container"):
+        return None
+    params = row["params"]
+    return Container(folder / row["container"], params["image_format"], int(params["crop_size"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The index
+
+
+def index_row(manifest: dict, rel: str) -> dict:
+    """The index row of a video folder ``rel`` (relative to the root) from its manifest.
+
+    Identity (:data:`IDENTITY_FIELDS`), ``status``, ``fps``, ``num_frames``, ``clips``, ``params``, ``container``,
+    ``dir``, ``num_crops`` and per crop (parallel lists) ``frames``, ``files``, ``tracks``, plus ``offsets`` and
+    ``sizes`` in a container: everything a reader needs without opening the manifest.
+    """
+    crops = manifest.get("crops") or []
+    row = {k: manifest.get(k) for k in _ROW_FIELDS}
+    row.update(dir=rel, num_crops=len(crops), frames=[c["frame"] for c in crops], files=[c["file"] for c in crops],
+               tracks=[c["track"] for c in crops])
+    if row["container"]:
+        row.update(offsets=[c["offset"] for c in crops], sizes=[c["size"] for c in crops])
+    return row
+
+
+def read_index(root: Path) -> list[dict] | None:
+    """The rows of ``root/index.jsonl``; None when it is missing or written by an older version (rows without
+    ``params``, or container rows without offsets). :class:`StoreError` for a line that is not a row."""
+    index = root / INDEX_NAME
+    try:
+        text = index.read_text()
+    except FileNotFoundError:
+        return None
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            complete = all(k in row for k in _REQUIRED) and (not row.get("container") or "offsets" in row)
+        except (ValueError, TypeError):
+            raise StoreError(f"{index}: line {n} is not an index row; rebuild the index with "
+                             f"tools/extract_faces.py --reindex {root}") from None
+        if not complete:
+            return None
+        rows.append(row)
+    return rows
+
+
+def walk_rows(root: Path, strict: bool = False) -> list[dict]:
+    """Index rows from every ``manifest.json`` under ``root`` (a full tree walk), sorted by folder.
+
+    Manifests that vanish while the walk runs (another shard replacing a video) are skipped; an unreadable one
+    is skipped too, or raises :class:`StoreError` with ``strict``.
+    """
+    rows = []
+    for path in find_files(root, "manifest.json"):
+        try:
+            manifest = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as e:
+            if strict:
+                raise StoreError(f"{path}: unreadable manifest ({e}); re-run tools/extract_faces.py on that "
+                                 f"video") from None
+            continue
+        if isinstance(manifest, dict) and manifest.get("tool") == "deepfake_ssat.faces":
+            rows.append(index_row(manifest, path.parent.relative_to(root).as_posix()))
+    return rows
+
+
+def write_rows(root: Path, rows: list[dict]) -> None:
+    """Replace ``root/index.jsonl`` with ``rows`` (sorted by folder), atomically."""
+    lines = [json.dumps(row) + "\n" for row in sorted(rows, key=lambda r: r["dir"])]
+    atomic_write_text(root / INDEX_NAME, "".join(lines))
+
+
+@contextmanager
+def index_lock(root: Path) -> Iterator[None]:
+    """Hold the store's index lock (``flock`` on ``root/.index.lock``): one writer of the index at a time, so that
+    concurrent extraction shards merging their rows never lose each other's."""
+    with open(root / ".index.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
