@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -456,3 +457,25 @@ def test_faces_benchmark_reports_p3_p4_keys():
     assert result["faces_ours"] == result["faces_naive"] == 8
     assert result["mean_iou_vs_naive"] > 0.7 and result["speedup_vs_naive"] > 0 and result["time_over_decode"] > 0
     assert json.loads(json.dumps(result))["command"] == "test"
+
+
+def test_pyav_backend_gives_the_same_crops_and_counts_as_done(batch, tmp_path, capsys):
+    """--backend pyav decodes the same frames as decord: same boxes and crops, the same statuses for broken files,
+    and a decord extraction is finished work for a pyav rerun (the decoder is not an extraction parameter)."""
+    clips, _, _ = batch
+    items = discover([clips / "moving.mp4", clips / "two_faces.mp4", clips / "notes.mp4", clips / "empty.mp4"])
+    decord = run_batch(items, tmp_path / "decord", PARAMS, progress=False)
+    pyav = run_batch(items, tmp_path / "pyav", replace(PARAMS, video_backend="pyav"), progress=False)
+    assert [(v["key"], v["status"], v["num_crops"]) for v in pyav["videos"]] == \
+        [(v["key"], v["status"], v["num_crops"]) for v in decord["videos"]]
+    for name in ("moving", "two_faces"):
+        a = json.loads((tmp_path / "decord/clips" / name / "manifest.json").read_text())
+        b = json.loads((tmp_path / "pyav/clips" / name / "manifest.json").read_text())
+        assert (a["decoder"], b["decoder"]) == ("decord", "pyav") and a["num_frames"] == b["num_frames"]
+        assert [c["frame"] for c in a["crops"]] == [c["frame"] for c in b["crops"]]
+        assert np.abs(np.array([c["box"] for c in a["crops"]]) - [c["box"] for c in b["crops"]]).max() < 1.0
+    rerun = run_batch(items, tmp_path / "decord", replace(PARAMS, video_backend="pyav"), progress=False)
+    assert rerun["skipped"] == 2
+    with pytest.raises(SystemExit) as e:
+        extract_main([str(clips / "moving.mp4"), "--out", str(tmp_path / "cli"), "--backend", "nope"])
+    assert e.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err

@@ -46,6 +46,9 @@ def add_detection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thresholds", type=_thresholds, default=(0.85, 0.95, 0.95),
                    help="MTCNN stage thresholds (default 0.85,0.95,0.95)")
     p.add_argument("--crop-scale", type=float, default=1.3, help="square side = max(w, h) x this (default 1.3)")
+    p.add_argument("--backend", choices=("decord", "pyav"), default="decord",
+                   help="video decoder: decord (default) or pyav (PyAV: FFmpeg wheels for ARM and macOS too); both "
+                        "give the same frames, so switching redoes no finished video")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +169,7 @@ def _extract(args: argparse.Namespace) -> int:
     from ..faces.datasets import InputError, NoVideosError, discover, shard
     from ..faces.extract import ExtractionParams, run_batch, summary_name
     from ..faces.sampling import SamplingPolicy
+    from ..faces.video import BackendUnavailable, require_backend
 
     device = args.device or _default_device()
     if error := device_error(device):
@@ -175,13 +179,14 @@ def _extract(args: argparse.Namespace) -> int:
                                 clips=0 if args.clips is None else args.clips,
                                 clip_len=16 if args.clip_len is None else args.clip_len,
                                 stride=2 if args.stride is None else args.stride)
+        require_backend(args.backend)
         params = ExtractionParams(policy, args.detect_max_side, args.min_face, args.thresholds,
-                                  args.crop_scale, args.size, args.keep, args.format)
+                                  args.crop_scale, args.size, args.keep, args.format, video_backend=args.backend)
         items = shard(discover(args.inputs, allow_empty=args.allow_empty, video_list=args.list), args.shard,
                       args.num_shards)
     except NoVideosError as e:
         return fail(f"{e}; pass --allow-empty to accept that")
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, BackendUnavailable) as e:
         return fail(e)
     if error := out_error(args.out):
         return fail(error)

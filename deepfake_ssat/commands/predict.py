@@ -14,6 +14,7 @@ from pathlib import Path
 from ..metrics import STRATEGIES
 from .extract_faces import add_detection_arguments
 from ..faces.datasets import folder_items
+from ..faces.video import BackendUnavailable, require_backend
 from ..inference import Detector, expand_inputs
 from ..io import atomic_write_text, dumps_strict
 from ..runcli import fail, interrupted, tool_command
@@ -86,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     total = None
     try:
         try:
+            require_backend(args.backend)
             detector = Detector.from_checkpoint(
                 args.checkpoint, args.device, clips=args.clips, stride=args.stride, crop_size=args.crop_size,
                 batch_size=args.batch_size, strategy=args.strategy, threshold=args.threshold,
                 detect_max_side=args.detect_max_side, min_face_size=args.min_face, thresholds=args.thresholds,
-                crop_scale=args.crop_scale)
-        except (FileNotFoundError, ValueError) as e:
+                crop_scale=args.crop_scale, video_backend=args.backend)
+        except (FileNotFoundError, ValueError, BackendUnavailable) as e:
             return fail(e)
         for raw in args.inputs:
             if Path(raw).is_dir() and not folder_items(Path(raw)):

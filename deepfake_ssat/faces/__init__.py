@@ -1,4 +1,4 @@
-"""Face extraction: decode (decord) -> detect (MTCNN, downscaled, batched) -> track -> square crops.
+"""Face extraction: decode (decord or PyAV, :mod:`.video`) -> detect (MTCNN, downscaled, batched) -> track -> square crops.
 
 ``tools/extract_faces.py`` is the CLI (:func:`deepfake_ssat.faces.cli.extract_main`).
 """

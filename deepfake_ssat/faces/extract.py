@@ -6,7 +6,6 @@ written atomically and skipped on rerun when already done (:func:`extract_video`
 """
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from ..io import atomic_write_json, is_inside, make_temp_dir, sha256_file
 from .datasets import VideoItem
 from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from .sampling import SamplingPolicy
+from .video import BACKENDS, VideoFailure, open_video  # re-exported for callers
 from .store import (DEFAULT_FORMAT, StoreError, format_params, index_lock, index_row, read_index, walk_rows,
                     write_crops, write_rows)
 
@@ -49,11 +49,14 @@ class ExtractionParams:
     crop_size: int = 224
     keep: str = "largest"
     store: str = DEFAULT_FORMAT
+    video_backend: str = field(default="decord", compare=False)  # how frames are decoded, not what: not in to_dict
 
     def __post_init__(self) -> None:
         if self.keep not in ("largest", "all"):
             raise ValueError(f"keep must be 'largest' or 'all', got {self.keep!r}")
         format_params(self.store)  # ValueError for an unknown format
+        if self.video_backend not in BACKENDS:
+            raise ValueError(f"video_backend must be one of {', '.join(BACKENDS)}, got {self.video_backend!r}")
         if self.crop_scale <= 0 or self.crop_size < 1 or self.detect_max_side < 1 or self.min_face_size < 1:
             raise ValueError("crop_scale, crop_size, detect_max_side and min_face_size must be positive")
 
@@ -65,63 +68,6 @@ class ExtractionParams:
 
     def detector(self, device: str) -> FaceDetector:
         return FaceDetector(device, self.detect_max_side, self.min_face_size, self.thresholds)
-
-
-class VideoFailure(Exception):
-    """A video that cannot be extracted: ``status`` (e.g. ``unreadable``) and a one-line ``reason``."""
-
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-
-
-def open_video(path: Path):
-    """A decord ``VideoReader`` on ``path`` with at least one frame, or :class:`VideoFailure`."""
-    import decord
-
-    if not path.is_file():
-        raise VideoFailure("missing", f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise VideoFailure("unreadable", f"{path}: empty file (0 bytes)")
-    try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-    except Exception as e:  # decord raises DECORDError / RuntimeError with multi-line C++ messages
-        raise VideoFailure("unreadable", f"{path}: decord cannot open it ({first_line(e)})") from None
-    if len(reader) == 0:
-        raise VideoFailure("unreadable", f"{path}: no frames")
-    return reader
-
-
-def read_frames(reader, indices: list[int]) -> list[np.ndarray]:
-    """Frames ``indices`` (sorted) as (H, W, 3) uint8 RGB arrays, read forward through the video.
-
-    Gaps are skipped by decoding without colour conversion (``skip_frames``); the reader seeks to a
-    key frame only when that saves more than half of the gap. Faster than ``get_batch``, which seeks
-    back to a key frame for every non-consecutive index.
-    """
-    keys = sorted(int(k) for k in reader.get_key_indices()) or [0]
-    frames, pos = [], 0
-    for i in indices:
-        key = keys[max(bisect.bisect_right(keys, i) - 1, 0)]
-        try:
-            if i < pos or (key > pos and i - key < (i - pos) / 2):
-                reader.seek_accurate(i)
-            elif i > pos:
-                reader.skip_frames(i - pos)
-            frames.append(_unpad_rows(reader.next().asnumpy()))
-        except Exception as e:
-            raise VideoFailure("unreadable", f"decoding frame {i} failed ({first_line(e)})") from None
-        pos = i + 1
-    return frames
-
-
-def _unpad_rows(frame: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB from a decord frame. decord 0.6 hands narrow frames (e.g. 24x14) over as (H, W, 4):
-    each row is W x 3 RGB bytes plus padding; drop the padding."""
-    if frame.ndim == 3 and frame.shape[2] != 3:
-        height, width = frame.shape[:2]
-        frame = np.ascontiguousarray(frame.reshape(height, -1)[:, :width * 3].reshape(height, width, 3))
-    return frame
 
 
 def load_manifest(path: Path) -> dict | None:
@@ -276,11 +222,11 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
         return _record(item, done["status"], done.get("reason"), len(done["crops"]), skipped=True)
     start = time.perf_counter()
     try:
-        reader = open_video(item.path)
-        source = item.path.stat()
-        num_frames = len(reader)
-        indices = params.sampling.indices(num_frames)
-        frames = read_frames(reader, indices)
+        with open_video(item.path, params.video_backend) as video:
+            source = item.path.stat()
+            num_frames, fps = len(video), video.fps
+            indices = params.sampling.indices(num_frames)
+            frames = video.read(indices)
     except VideoFailure as e:
         return _record(item, e.status, e.reason)
     faces = detector.detect(frames)
@@ -300,7 +246,7 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
             "source": {"path": str(item.path.resolve()), "size": source.st_size, "mtime_ns": source.st_mtime_ns,
                        "sha256": sha256_file(item.path)},
             **item.identity(),
-            "fps": float(reader.get_avg_fps()), "num_frames": num_frames,
+            "fps": float(fps), "num_frames": num_frames, "decoder": params.video_backend,
             "width": int(frames[0].shape[1]), "height": int(frames[0].shape[0]),
             "frames_requested": requested, "sampled": indices,
             "clips": params.sampling.clip_lists(num_frames) if params.sampling.clips else None,

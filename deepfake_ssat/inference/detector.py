@@ -21,7 +21,8 @@ from ..engine.runtime import amp_dtype, autocast, resolve_device
 from ..metrics import STRATEGIES, aggregate
 from ..faces.datasets import folder_items
 from ..faces.detect import FaceDetector, link_tracks, main_track, square_crop_box
-from ..faces.extract import ExtractionParams, VideoFailure, open_video, read_frames
+from ..faces.extract import ExtractionParams
+from ..faces.video import VideoFailure, open_video
 from ..faces.sampling import SamplingPolicy
 from ..models.encoder import Encoder
 from ..runcli import first_line
@@ -64,7 +65,7 @@ class Detector:
     ``T = num_frames``. ``params.sampling`` must be clip mode with ``clip_len == num_frames``;
     ``params.crop_size`` is the side the crops are first resized to (the extraction's ``--size``),
     then resized to ``img_size`` as the training dataset does when the two differ. The main face
-    track is always used (``params.keep`` and ``params.image_format`` do not apply).
+    track is always used (``params.keep`` and ``params.store`` do not apply).
     """
 
     def __init__(self, encoder: Encoder, img_size: int, num_frames: int, device: str | torch.device = "cpu",
@@ -200,11 +201,11 @@ class Detector:
         return centre_resize(crop, self.img_size)[0]
 
     def _predict(self, path: Path, annotate: Path | None) -> dict:
-        reader = open_video(path)
-        num_frames = len(reader)
-        clip_lists = self.params.sampling.clip_lists(num_frames)
-        indices = sorted({i for clip in clip_lists for i in clip})
-        frames = read_frames(reader, indices)
+        with open_video(path, self.params.video_backend) as video:
+            num_frames = len(video)
+            clip_lists = self.params.sampling.clip_lists(num_frames)
+            indices = sorted({i for clip in clip_lists for i in clip})
+            frames = video.read(indices)
         faces = self.faces.detect(frames)
         track = main_track(link_tracks(faces), faces)
         if track is None:
