@@ -148,3 +148,18 @@ def test_run_model_benchmark_and_text_summary():
     assert result["matmul"]["reference_gflops_per_s"] == result["models"]["tiny"]["p2"]["matmul_gflops_per_s"]
     text = format_summary(result)
     assert "mask 0.75" in text and "P1" in text and "P2" in text
+
+
+
+def test_train_benchmark_runs_the_real_trainer(capsys):
+    """benchmark.py train: the trainer's updates on a synthetic store vs the isolated step, one JSON object."""
+    from deepfake_ssat.commands.benchmark import main as bench_main
+
+    assert bench_main(["train", "--steps", "3", "--warmup", "1", "--batch", "2", "--json"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out[out.index("\n{") + 1:])  # after the trainer's own [train] lines
+    assert result["benchmark"] == "train" and result["steps"] == 3 and result["batch"] == 2
+    assert result["e2e_clips_per_s"] > 0 and result["step_clips_per_s"] > 0
+    assert result["e2e_over_step"] == round(result["e2e_clips_per_s"] / result["step_clips_per_s"], 4)
+    assert bench_main(["train", "--steps", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --steps must be >= 1")

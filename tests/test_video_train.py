@@ -131,3 +131,21 @@ def test_torchrun_with_one_process_runs_the_ddp_path(face_data, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "x 1 processes" in done.stdout
     assert json.loads(done.stdout.strip().splitlines()[-1])["world_size"] == 1
+
+
+def test_uint8_transfer_trains_exactly_as_float(face_data, tmp_path):
+    """data.transfer=uint8 (the CUDA default): clips leave the loader as uint8 and are normalised on the device;
+    the weights come out bit-identical to normalising in the loader."""
+    from deepfake_ssat.data import build_face_clips
+    from deepfake_ssat.data.transforms import normalize_clips
+
+    as_float = build_face_clips("dfdc", face_data.dfdc, 32, 8, augment=False, only=("val",))["val"]
+    as_uint8 = build_face_clips("dfdc", face_data.dfdc, 32, 8, augment=False, only=("val",), uint8=True)["val"]
+    x8, x = as_uint8[0][0], as_float[0][0]
+    assert x8.dtype == torch.uint8 and x8.shape == x.shape and torch.equal(normalize_clips(x8[None])[0], x)
+    opts = ["train.epochs=1", "data.augment=true"]
+    fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=float"), tmp_path / "float")
+    fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=uint8"), tmp_path / "uint8")
+    a = load_checkpoint(tmp_path / "float" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "uint8" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

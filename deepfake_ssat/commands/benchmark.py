@@ -62,6 +62,16 @@ def _loader(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
                                 repeats=args.repeats, command=command), format_loader
 
 
+def _train(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
+    from ..bench.train import format_train, run_train_benchmark
+    from ..engine.runtime import tune_malloc
+
+    tune_malloc()
+    return run_train_benchmark(config=args.config, device=args.device, steps=args.steps, warmup=args.warmup,
+                               batch=args.batch, num_workers=args.num_workers, opts=args.opts,
+                               command=command), format_train
+
+
 def _store(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
     from ..bench.store import format_store, run_store_benchmark
 
@@ -87,7 +97,7 @@ def _sub_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchmark.py", description="Benchmarks: one JSON object each with --json, else a short text summary.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{model,faces,loader,store,eval}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{model,faces,loader,store,train,eval}")
 
     p = _sub_command(sub, "model", _model, "SSAT vs scratch train step: time ratio vs FLOP ratio (P1), "
                                            "fraction of fp32 matmul peak (P2)", "a short text summary")
@@ -131,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames", type=int, default=32, help="crops per video (default 32)")
     s.add_argument("--crop-size", type=int, default=224, help="crop side in pixels (default 224)")
     s.add_argument("--repeats", type=int, default=2, help="timed scans of each kind, best kept (default 2)")
+
+    t = _sub_command(sub, "train", _train, "the real trainer (train_one_epoch) on a synthetic store vs the isolated "
+                                           "train step: e2e_over_step")
+    t.add_argument("--config", default="video/tiny/dfdc_videomae_095",
+                   help="training config, packaged name or file (default video/tiny/dfdc_videomae_095)")
+    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    t.add_argument("--steps", type=int, default=20, help="timed updates (default 20)")
+    t.add_argument("--warmup", type=int, default=3, help="untimed updates first (default 3)")
+    t.add_argument("--batch", type=int, help="clips per step (default: the config's)")
+    t.add_argument("--num-workers", type=int, help="loader workers (default: the config's)")
+    t.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as in train.py")
+    t.add_argument("--threads", type=int, help=THREADS_HELP)
 
     e = _sub_command(sub, "eval", _eval, "peak RSS evaluating 1,000 videos vs 100 (P6: streaming metrics)")
     e.add_argument("--small", type=int, default=100, help="videos in the small run (default 100)")

@@ -35,11 +35,12 @@ def num_classes(name: str, root: str | Path | None = None) -> int:
 
 
 def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: int | None = None,
-                   views: int = 1) -> dict[str, Dataset]:
+                   views: int = 1, uint8: bool = False) -> dict[str, Dataset]:
     """Datasets for ``cfg.name`` at the encoder's input size, channel count and (video) clip length.
 
     ``views = 2``: training items are ``([view1, view2], label)``, two independent augmentations
-    of one image (the SimCLR / DINO auxiliary tasks; image datasets and digits only).
+    of one image (the SimCLR / DINO auxiliary tasks; image datasets and digits only). ``uint8``: face clips
+    stay uint8, to be normalised on the device (:func:`.transforms.normalize_clips`); images ignore it.
     """
     if cfg.name in IMAGE_DATASETS:  # before the root check: data.download may create the root
         if num_frames is not None:
@@ -80,7 +81,7 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: in
         compression=cfg.compression, methods=cfg.methods, exclude_methods=cfg.exclude_methods,
         splits_dir=Path(cfg.splits_dir) if cfg.splits_dir else None,
         test_list=Path(cfg.test_list) if cfg.test_list else None,
-        video_list=Path(cfg.video_list) if cfg.video_list else None)
+        video_list=Path(cfg.video_list) if cfg.video_list else None, uint8=uint8)
 
 
 def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, frame_step: int = 1,
@@ -89,7 +90,8 @@ def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, f
                      test_parts: list[str] | None = None, compression: str = "c23",
                      methods: list[str] | None = None, exclude_methods: list[str] | None = None,
                      splits_dir: Path | None = None, test_list: Path | None = None,
-                     video_list: Path | None = None, only: tuple[str, ...] = SPLITS) -> dict[str, FaceClipDataset]:
+                     video_list: Path | None = None, only: tuple[str, ...] = SPLITS,
+                     uint8: bool = False) -> dict[str, FaceClipDataset]:
     """Train / val / test face-clip datasets of ``name`` (dfdc | ffpp | celebdf | list) from an extraction root:
     scanned (:mod:`.faceclips`), split by the dataset's protocol (:mod:`.splits`), ``only`` the splits
     named (e.g. ``("test",)`` for evaluation)."""
@@ -125,7 +127,7 @@ def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, f
         print(f"[data] {root}: {counts['padded']} videos have fewer face crops than one clip needs; their "
               f"last crop is repeated", flush=True)
     return {split: FaceClipDataset(items, img_size, num_frames, frame_step, train=split == "train",
-                                   augment=augment, eval_clips=eval_clips)
+                                   augment=augment, eval_clips=eval_clips, uint8=uint8)
             for split, items in splits.items()}
 
 

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from ..config import ConfigError
 from ..faces.store import INDEX_NAME, Container, StoreError, container_of, read_index, walk_rows
-from .transforms import ClipAugmentation, centre_resize, clip_positions, clip_span, clip_tensor
+from .transforms import ClipAugmentation, centre_resize, clip_positions, clip_span, clip_tensor, clip_uint8
 
 
 class DatasetError(ConfigError):
@@ -202,12 +202,13 @@ class FaceClipDataset(Dataset):
 
     A clip is ``num_frames`` crops of one face track, ``frame_step`` stored frames apart, inside one
     extraction segment (a ``--clips`` extraction stores several separate runs of frames; uniform
-    extraction stores one). ``key`` is :func:`video_key`.
+    extraction stores one). ``key`` is :func:`video_key`. ``uint8``: clips stay uint8 ``[C, T, H, W]`` (a quarter
+    of the bytes to copy to a GPU), normalised on the device by :func:`.transforms.normalize_clips`.
     """
 
     def __init__(self, videos: list[FaceVideo], img_size: int, num_frames: int, frame_step: int = 1,
-                 train: bool = True, augment: bool = True, eval_clips: int = 4):
-        self.videos = videos
+                 train: bool = True, augment: bool = True, eval_clips: int = 4, uint8: bool = False):
+        self.videos, self.uint8 = videos, uint8
         self.img_size, self.num_frames, self.frame_step, self.train = img_size, num_frames, frame_step, train
         self.augment = ClipAugmentation(img_size) if train and augment else None
         if train:
@@ -236,7 +237,7 @@ class FaceClipDataset(Dataset):
         positions = clip_positions(len(video.segments[seg]), self.num_frames, self.frame_step, start)
         frames = read_clip(video, seg, positions)
         frames = self.augment(frames) if self.augment else centre_resize(frames, self.img_size)
-        return clip_tensor(frames), video.label, video.key
+        return (clip_uint8(frames) if self.uint8 else clip_tensor(frames)), video.label, video.key
 
     def manifest(self) -> list[dict]:
         """What this split reads, hashed into the run: per video its key, label, number of crops and a

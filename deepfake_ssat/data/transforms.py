@@ -117,3 +117,15 @@ def clip_tensor(frames: np.ndarray) -> torch.Tensor:
     for channel, plane in enumerate(cv2.split(frames.reshape(t * h, w, 3))):
         cv2.LUT(plane, _LUT[channel], dst=planes[channel])
     return out
+
+
+def clip_uint8(frames: np.ndarray) -> torch.Tensor:
+    """Face crops [T, S, S, 3] uint8 RGB -> [3, T, S, S] uint8 (contiguous): a quarter of the float clip's bytes
+    to pin and copy; :func:`normalize_clips` finishes it on the device."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(frames, 3, 0)))
+
+
+def normalize_clips(x: torch.Tensor) -> torch.Tensor:
+    """uint8 clips [B, 3, T, S, S] (on any device) -> float32 ImageNet-normalised, exactly as :func:`clip_tensor`
+    gives them (the same float32 multiply-add)."""
+    return x.float().mul_(_SCALE.to(x.device)).add_(_SHIFT.to(x.device))

@@ -32,6 +32,7 @@ from ..config import Config, ConfigError, config_to_dict, dump_config
 from ..data import EpochSampler, SeededItems, build_datasets, manifest_sha256, num_classes
 from ..data.images import mixup_fn
 from ..data.sampling import class_balance_weights, derive_seed
+from ..data.transforms import normalize_clips
 from ..io import atomic_write, atomic_write_json, atomic_write_text, git_revision
 from ..metrics import StreamingMetrics
 from .build import build_model
@@ -43,6 +44,7 @@ from .runtime import autocast, resolve_device
 VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs
 SELECT = ("auto", "auc", "acc", "loss")  # train.select
 HOST_SYNC = ("auto", "step", "log")  # train.host_sync
+TRANSFER = ("auto", "uint8", "float")  # data.transfer
 SUM_KEYS = ("loss", "cls", "rec")  # the training loss and its parts, summed over an epoch's micro-steps
 
 
@@ -94,9 +96,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_updates: int, warmup
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
-    """Tensors of a (nested list / tuple) batch moved to ``device``; anything else (video keys) as is."""
+    """Tensors of a (nested list / tuple) batch moved to ``device``, uint8 clips normalised there
+    (``data.transfer``); anything else (video keys) as is."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        batch = batch.to(device, non_blocking=True)
+        return normalize_clips(batch) if batch.dtype == torch.uint8 else batch
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(b, device) for b in batch)
     return batch
@@ -360,7 +364,7 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
     model = build_model(cfg, cfg.model.num_classes or num_classes(cfg.data.name, cfg.data.root)).to(device)
     encoder = model.encoder
     datasets = build_datasets(cfg.data, encoder.img_size, encoder.in_chans, encoder.num_frames,
-                              views=model.num_views)
+                              views=model.num_views, uint8=_uint8_transfer(cfg, device))
     weights = None
     if cfg.data.balanced:
         if getattr(datasets["train"], "labels", None) is None:
@@ -406,6 +410,14 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
     run.clock = time.perf_counter()
     run.mark()
     return run
+
+
+def _uint8_transfer(cfg: Config, device: torch.device) -> bool:
+    """Whether face clips cross to the device as uint8 (``data.transfer``; auto: on CUDA)."""
+    transfer = cfg.data.transfer
+    if transfer not in TRANSFER:
+        raise ConfigError(f"data.transfer: must be one of {', '.join(TRANSFER)}, got {transfer!r}")
+    return transfer == "uint8" or (transfer == "auto" and device.type == "cuda")
 
 
 def _train_loader(cfg: Config, train_set: Dataset, sampler: EpochSampler, device: torch.device) -> DataLoader:
