@@ -479,3 +479,12 @@ def test_pyav_backend_gives_the_same_crops_and_counts_as_done(batch, tmp_path, c
     with pytest.raises(SystemExit) as e:
         extract_main([str(clips / "moving.mp4"), "--out", str(tmp_path / "cli"), "--backend", "nope"])
     assert e.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_workers_spread_over_the_visible_gpus():
+    from deepfake_ssat.faces.extract import worker_device
+
+    assert [worker_device("cuda", w, 4) for w in range(6)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0",
+                                                               "cuda:1"]
+    assert [worker_device("cuda", w, 1) for w in range(2)] == ["cuda", "cuda"]
+    assert worker_device("cuda:2", 5, 4) == "cuda:2" and worker_device("cpu", 3, 0) == "cpu"

@@ -287,12 +287,21 @@ def safe_extract(item: VideoItem, out_root: Path, params: ExtractionParams, dete
 _WORKER: dict = {}
 
 
-def _init_worker(params: ExtractionParams, device: str, threads: int) -> None:
+def worker_device(device: str, worker: int, gpus: int) -> str:
+    """The device of extraction worker ``worker``: plain ``cuda`` spreads the workers over the ``gpus`` visible
+    GPUs (``cuda:0``, ``cuda:1``, ... in turn); ``cuda:N`` and ``cpu`` are kept as given."""
+    return f"cuda:{worker % gpus}" if device == "cuda" and gpus > 1 else device
+
+
+def _init_worker(params: ExtractionParams, device: str, threads: int, counter) -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: a worker finishes its video
     torch.set_num_threads(threads)
-    _WORKER["detector"] = params.detector(device)
+    with counter.get_lock():
+        worker, counter.value = counter.value, counter.value + 1
+    gpus = torch.cuda.device_count() if device == "cuda" else 0
+    _WORKER["detector"] = params.detector(worker_device(device, worker, gpus))
 
 
 def _work(item: VideoItem, out_root: Path, params: ExtractionParams) -> dict:
@@ -301,7 +310,8 @@ def _work(item: VideoItem, out_root: Path, params: ExtractionParams) -> dict:
 
 def extract_all(items: list[VideoItem], out_root: Path, params: ExtractionParams, report: Callable[[dict], None],
                 device: str = "cpu", workers: int = 1) -> None:
-    """``report`` one record per item (completion order); ``workers > 1`` runs videos in parallel processes.
+    """``report`` one record per item (completion order); ``workers > 1`` runs videos in parallel processes
+    (with ``device`` ``cuda``, spread over every visible GPU: :func:`worker_device`).
 
     On Ctrl-C (``KeyboardInterrupt``, re-raised) the worker pool drops the queued videos and lets the
     running ones finish (reported too): nothing is left half-written.
@@ -316,8 +326,9 @@ def extract_all(items: list[VideoItem], out_root: Path, params: ExtractionParams
             report(safe_extract(item, out_root, params, detector))
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(params, device, threads)) as pool:
+    context = get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(params, device, threads, context.Value("i", 0))) as pool:
         futures = [pool.submit(_work, item, out_root, params) for item in pending]
         reported = set()
         try:
