@@ -148,6 +148,13 @@ def test_run_model_benchmark_and_text_summary():
     assert result["matmul"]["reference_gflops_per_s"] == result["models"]["tiny"]["p2"]["matmul_gflops_per_s"]
     text = format_summary(result)
     assert "mask 0.75" in text and "P1" in text and "P2" in text
+    # MFU: each variant's step FLOP/s over the same run's matmul reference (fp32 on the CPU, bf16 on CUDA)
+    res, ref = result["models"]["tiny"], result["matmul"]["reference_gflops_per_s"]
+    assert res["scratch"]["mfu"] == pytest.approx(res["scratch"]["step_gflops_per_s"] / ref)
+    for k, v in res["ratios"].items():
+        assert v["mfu"] > 0 and v["mfu"] == pytest.approx(v["ssat_step_gflops_per_s"] / ref)
+        assert result["summary"]["tiny"]["mfu"][f"ssat@{k}"] == round(v["mfu"], 4)
+    assert result["device"] == "cpu" and result["matmul"]["before"]["dtype"] == "float32"
 
 
 

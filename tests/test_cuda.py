@@ -101,3 +101,13 @@ def test_compiled_step_equals_eager(face_data):
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         if p.grad is not None:
             assert torch.allclose(p.grad, q.grad, atol=1e-4, rtol=1e-3), name
+
+
+def test_model_benchmark_on_cuda_reports_mfu():
+    from deepfake_ssat.bench.model import run_model_benchmark
+
+    result = run_model_benchmark(models=["tiny"], ratios=(0.75,), repeats=2, warmup=1, matmul_size=1024,
+                                 frames=8, img_size=32, batch=2, device="cuda")
+    res = result["models"]["tiny"]
+    assert result["dtype"] == "bfloat16 autocast" and result["matmul"]["before"]["dtype"] == "bfloat16"
+    assert 0 < res["scratch"]["mfu"] < 1.5 and 0 < res["ratios"]["0.75"]["mfu"] < 1.5

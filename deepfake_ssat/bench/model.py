@@ -98,11 +98,15 @@ def build_variants(
 
 
 def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW as :data:`OPTIMIZER` says; the fused kernel when the model is on CUDA (as training does)."""
     o = OPTIMIZER
-    return torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=o["betas"], weight_decay=o["weight_decay"])
+    fused = next(model.parameters()).device.type == "cuda"
+    return torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=o["betas"], weight_decay=o["weight_decay"],
+                             **({"fused": True} if fused else {}))
 
 
-def make_batch(model: SSAT, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(model: SSAT, batch: int, seed: int = 0,
+               device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor]:
     """Random batch (float32) for ``model``'s encoder, clips [B, C, T, H, W] or images [B, C, H, W], and
     labels [B] in {0, 1}."""
     enc = model.encoder
@@ -113,16 +117,21 @@ def make_batch(model: SSAT, batch: int, seed: int = 0) -> tuple[torch.Tensor, to
         shape = (batch, enc.in_chans, enc.img_size, enc.img_size)
     x = torch.randn(shape, generator=g)
     y = torch.arange(batch, dtype=torch.int64) % 2
-    return x, y
+    return x.to(device), y.to(device)
 
 
 def train_step(model: SSAT, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-    """One full training update: forward, joint loss, backward, AdamW step, zero_grad."""
-    out = model(x)
-    loss, _ = model.loss(out, x, y)
+    """One full training update: forward, joint loss, backward, AdamW step, zero_grad. On CUDA: under bf16
+    autocast (as training runs there), and finished (synchronised) before it returns, so it can be timed."""
+    cuda = x.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        out = model(x)
+        loss, _ = model.loss(out, x, y)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    if cuda:
+        torch.cuda.synchronize(x.device)
 
 
 def count_step_flops(model: SSAT, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -181,22 +190,33 @@ def _rusage() -> tuple[float, int]:
     return ru.ru_stime, ru.ru_minflt
 
 
-def measure_matmul(n: int = 2048, repeats: int = 10, warmup: int = 3) -> dict[str, Any]:
-    """fp32 ``torch.mm`` of two n x n matrices: median and best GFLOP/s (2 n^3 FLOPs per product)."""
+def measure_matmul(n: int = 2048, repeats: int = 10, warmup: int = 3,
+                   device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+    """``torch.mm`` of two n x n matrices: median and best GFLOP/s (2 n^3 FLOPs per product); fp32 on the CPU,
+    bf16 on CUDA (the precision the steps run in there; give n >= 8192 to reach a GPU's peak)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=g)
-    b = torch.randn(n, n, generator=g)
-    c = torch.empty(n, n)
+    a = torch.randn(n, n, generator=g).to(device, dtype)
+    b = torch.randn(n, n, generator=g).to(device, dtype)
+    c = torch.empty(n, n, device=device, dtype=dtype)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     for _ in range(warmup):
         torch.mm(a, b, out=c)
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         torch.mm(a, b, out=c)
+        sync()
         times.append(time.perf_counter() - t0)
     flops = 2 * n ** 3
     return {
         "size": n,
+        "dtype": str(dtype).removeprefix("torch."),
         "repeats": repeats,
         "seconds_median": _median(times),
         "gflops_per_s_median": flops / _median(times) / 1e9,
@@ -231,7 +251,7 @@ def _utilization(t: dict[str, list[float]], threads: int) -> float:
 
 def benchmark_model(model: str, frames: int | None, img_size: int | None, batch: int, ratios: Sequence[float],
                     repeats: int, warmup: int, matmul_gflops_per_s: float | None = None,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, device: torch.device = torch.device("cpu")) -> dict[str, Any]:
     """P1 per mask ratio and P2 for one encoder; see the module docstring (the settings' defaults are
     :func:`run_model_benchmark`'s).
 
@@ -245,10 +265,11 @@ def benchmark_model(model: str, frames: int | None, img_size: int | None, batch:
         raise ValueError(f"mask ratios must be distinct, got {ratios}")
     threads = torch.get_num_threads()
     if matmul_gflops_per_s is None:
-        matmul_gflops_per_s = measure_matmul()["gflops_per_s_median"]
+        matmul_gflops_per_s = measure_matmul(device=device)["gflops_per_s_median"]
     monitor = CpuMonitor().start()
     scratch, ssat = build_variants(model, ratios, frames, img_size, seed=seed)
-    x, y = make_batch(scratch, batch, seed)
+    scratch, ssat = scratch.to(device), {r: m.to(device) for r, m in ssat.items()}
+    x, y = make_batch(scratch, batch, seed, device)
     variants: dict[str, SSAT] = {"scratch": scratch, **{f"ssat@{r:g}": m for r, m in ssat.items()}}
     optimizers = {k: make_optimizer(m) for k, m in variants.items()}
 
@@ -286,6 +307,7 @@ def benchmark_model(model: str, frames: int | None, img_size: int | None, batch:
             "step_gflops": scratch_f / 1e9,
             "step_gflops_per_s": step_gflops_per_s,
             "cpu_utilization": _utilization(times["scratch"], threads),
+            "mfu": fraction,
             "gflops_by_op": _gflops(flops["scratch"][1]),
         },
         "p2": {
@@ -324,6 +346,7 @@ def benchmark_model(model: str, frames: int | None, img_size: int | None, batch:
             "ssat_step_gflops": ssat_f / 1e9,
             "ssat_step_gflops_per_s": ssat_f / ssat_t / 1e9,
             "cpu_utilization": _utilization(t, threads),
+            "mfu": ssat_f / ssat_t / 1e9 / matmul_gflops_per_s,
             "ssat_over_scratch": measured,
             "ssat_over_scratch_paired_median": paired,
             "ssat_over_scratch_of_minima": min(t["seconds"]) / min(times["scratch"]["seconds"]),
@@ -412,30 +435,38 @@ def run_model_benchmark(
         command: str | None = None,
         seed: int = 0,
         malloc: dict[str, Any] | None = None,
+        device: str = "cpu",
 ) -> dict[str, Any]:
     """The whole ``model`` benchmark as one JSON-able dict (see the module docstring).
 
     The matmul throughput is measured before and after the models; P2 divides by the higher
-    median of the two (the more demanding reference). ``malloc`` (what
+    median of the two (the more demanding reference); ``mfu`` per model and variant = its step FLOP/s ÷ that
+    reference (on CUDA: bf16 autocast steps, fused AdamW, bf16 matmul). ``malloc`` (what
     :func:`~deepfake_ssat.engine.runtime.tune_malloc` returned, if the caller ran it) is recorded as is.
     """
     start = time.perf_counter()
     load_start = _loadavg()
     monitor = CpuMonitor().start()
     threads = torch.get_num_threads()
-    mm_before = measure_matmul(matmul_size)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
+    mm_before = measure_matmul(matmul_size, device=dev)
     results: dict[str, Any] = {}
     matmul_ref = mm_before["gflops_per_s_median"]
     for name in models:
         results[name] = benchmark_model(name, frames, img_size, batch, ratios, repeats, warmup,
-                                        matmul_gflops_per_s=matmul_ref, seed=seed)
-    mm_after = measure_matmul(matmul_size)
+                                        matmul_gflops_per_s=matmul_ref, seed=seed, device=dev)
+    mm_after = measure_matmul(matmul_size, device=dev)
     matmul_ref = max(mm_before["gflops_per_s_median"], mm_after["gflops_per_s_median"])
-    for res in results.values():  # re-derive P2 against the final reference
+    for res in results.values():  # re-derive P2 and the MFUs against the final reference
         p2 = res["p2"]
         p2["matmul_gflops_per_s"] = matmul_ref
         p2["cpu_fraction_of_matmul_peak"] = p2["step_gflops_per_s"] / matmul_ref
         p2["p2_ok"] = bool(p2["cpu_fraction_of_matmul_peak"] >= P2_GOAL)
+        res["scratch"]["mfu"] = p2["cpu_fraction_of_matmul_peak"]
+        for v in res["ratios"].values():
+            v["mfu"] = v["ssat_step_gflops_per_s"] / matmul_ref
     machine = monitor.stop()
     warnings = contention_warnings(machine, results, threads)
     return {
@@ -444,11 +475,12 @@ def run_model_benchmark(
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "python_executable": sys.executable,
-        "device": "cpu",
+        "device": str(dev),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
-        "dtype": "float32",
+        "dtype": "bfloat16 autocast" if dev.type == "cuda" else "float32",
         "malloc": malloc or {"tuned": False, "why": "default allocator settings (--default-malloc)"},
         "settings": {
             "models": {n: resolve_model_name(n) for n in results},
@@ -484,7 +516,8 @@ def run_model_benchmark(
             + " counted like torch's CUDA SDPA formulas (2 bmm forward, 5 bmm backward)."
         ),
         "matmul": {
-            "what": f"fp32 torch.mm {matmul_size}x{matmul_size}, median of 10 after 3 warm-up, same threads",
+            "what": f"{mm_before['dtype']} torch.mm {matmul_size}x{matmul_size}, median of 10 after 3 warm-up, "
+                    f"same threads / device",
             "before": mm_before,
             "after": mm_after,
             "reference_gflops_per_s": matmul_ref,
@@ -495,6 +528,8 @@ def run_model_benchmark(
             name: {
                 "p2_ok": res["p2"]["p2_ok"],
                 "cpu_fraction_of_matmul_peak": round(res["p2"]["cpu_fraction_of_matmul_peak"], 4),
+                "mfu": {"scratch": round(res["scratch"]["mfu"], 4),
+                        **{f"ssat@{k}": round(v["mfu"], 4) for k, v in res["ratios"].items()}},
                 **{f"p1_ok@{k}": v["p1_ok"] for k, v in res["ratios"].items()},
                 **{f"measured_over_analytic@{k}": round(v["measured_over_analytic"], 4)
                    for k, v in res["ratios"].items()},
