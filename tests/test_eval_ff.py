@@ -288,7 +288,7 @@ def test_checkpoint_recipe_tells_the_rows_apart(tiny_ckpts, tmp_path):
 
 
 def test_each_row_has_its_own_fold_folder():
-    from deepfake_ssat.eval.ffpp import _row_folder
+    from deepfake_ssat.eval.ffpp import row_folder
 
-    assert _row_folder("VideoMAE (0.95) + SSAT") == "VideoMAE_0.95_SSAT" and _row_folder("Scratch") == "Scratch"
-    assert [_row_folder(n) for n in ("..", ".", "", "../x", "a/b")] == ["model", "model", "model", "x", "a_b"]
+    assert row_folder("VideoMAE (0.95) + SSAT") == "VideoMAE_0.95_SSAT" and row_folder("Scratch") == "Scratch"
+    assert [row_folder(n) for n in ("..", ".", "", "../x", "a/b")] == ["model", "model", "model", "x", "a_b"]

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..eval.ffpp import cross_manipulation, write_table, zero_shot
 
     tune_malloc()
-    name = args.name or ("Scratch" if args.scratch else _run_name(args.checkpoint))
+    name = args.name or ("Scratch" if args.scratch else run_name(args.checkpoint))
     opts = list(args.opts) + ([f"data.compression={args.compression}"] if args.compression else [])
     done: list[dict] = []  # results records of the finished protocols / folds
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         write_table(args.out, done)
 
     try:
-        problem = _out_problem(args.out)
+        problem = out_problem(args.out)
         if problem:
             raise ValueError(problem)
         if args.checkpoint is not None and not args.checkpoint.is_file():
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _out_problem(out: Path) -> str | None:
+def out_problem(out: Path) -> str | None:
     """Why ``--out`` cannot be the results folder (checked before any work), or None."""
     if out.exists() and not out.is_dir():
         return f"--out {out}: is an existing file; give a folder"
@@ -126,5 +126,5 @@ def _kept(done: list[dict], out: Path) -> str:
             f"a rerun evaluates every requested protocol and fold again")
 
 
-def _run_name(checkpoint: Path | None) -> str:
+def run_name(checkpoint: Path | None) -> str:
     return checkpoint.resolve().parent.name if checkpoint is not None else "model"

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..faces.datasets import FFPP_COMPRESSIONS
-from .eval_ff import _out_problem, _run_name
+from .eval_ff import out_problem, run_name
 
 DATASETS = ("ffpp", "celebdf", "dfdc-test", "list")  # = eval.crossdata.DATASETS (not imported: keeps --help light)
 DATASET_FLAGS = {"compression": "ffpp", "splits_dir": "ffpp", "test_list": "celebdf", "split": "list"}
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     done: list[dict] = []  # records of the finished datasets
     try:
-        problem = _out_problem(args.out) or _flag_problem(args)
+        problem = out_problem(args.out) or _flag_problem(args)
         if problem:
             raise ConfigError(problem)
         read_table(args.out)  # a results.json that cannot be merged into is refused before any work
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             if dataset == "celebdf":
                 celebdf_test_list(root, args.test_list)
         device = resolve_device(args.device)
-        detector = load_detector(args.checkpoint, args.name or _run_name(args.checkpoint), device)
+        detector = load_detector(args.checkpoint, args.name or run_name(args.checkpoint), device)
         plans = [eval_sets(detector, dataset, root, compression=args.compression or "c23",
                            splits_dir=args.splits_dir, test_list=args.test_list, split=args.split or "all")
                  for dataset, root in pairs]  # every dataset is found before any is scored

@@ -23,7 +23,7 @@ from ..engine.checkpoint import DIGEST_KEY
 from ..engine.weights import is_detector_file, load_inference_model
 from ..metrics import binary_metrics
 from ..runcli import first_line
-from .ffpp import _model_geometry, _present_methods, _row_folder, _score, _test_split
+from .ffpp import ffpp_test_split, model_geometry, present_methods, row_folder, score_checkpoint
 from .report import CROSSDATA_FORMAT, roc_png, write_crossdata_results, write_predictions_csv
 
 DATASETS = ("ffpp", "celebdf", "dfdc-test", "list")
@@ -87,7 +87,7 @@ def load_detector(checkpoint: Path, name: str, device: torch.device) -> Detector
     """A training checkpoint (``best.pt``) or exported detector (``.safetensors`` / ``.json``), loaded weights-only
     with its digest checked (:func:`~deepfake_ssat.engine.weights.load_inference_model`), ready to score."""
     encoder, cfg = load_inference_model(checkpoint, device)
-    return Detector(checkpoint, name, encoder, _model_geometry(encoder, cfg), _stored_digest(checkpoint))
+    return Detector(checkpoint, name, encoder, model_geometry(encoder, cfg), _stored_digest(checkpoint))
 
 
 def _stored_digest(checkpoint: Path) -> str | None:
@@ -106,7 +106,7 @@ def eval_sets(detector: Detector, dataset: str, root: Path, *, compression: str 
               splits_dir: Path | None = None, test_list: Path | None = None, split: str = "all") -> EvalSets:
     """The test sets of ``dataset`` (:data:`DATASETS`) in the extraction root ``root`` (fake = 1 everywhere).
 
-    ``ffpp``: the official test split at ``compression`` (:func:`.ffpp._test_split`, as the zero-shot protocol),
+    ``ffpp``: the official test split at ``compression`` (:func:`.ffpp.ffpp_test_split`, as the zero-shot protocol),
     one set per manipulation (its fakes and the real test videos) and ``(all)``. ``celebdf``: the videos of the
     official ``test_list`` (default ``<root>/List_of_testing_videos.txt``; 1 = real in that file). ``dfdc-test``:
     every extracted DFDC test video (labels from its ``labels.csv``). ``list``: every extracted video of the
@@ -141,10 +141,10 @@ def eval_sets(detector: Detector, dataset: str, root: Path, *, compression: str 
 
 
 def _ffpp_sets(cfg: Config, root: Path, compression: str, splits_dir: Path | None) -> EvalSets:
-    methods = _present_methods(root, None)
+    methods = present_methods(root, None)
     if splits_dir is None:  # as build_face_clips finds it
         splits_dir = next((d for d in (root / "splits", root) if (d / "train.json").is_file()), root / "splits")
-    clips = _test_split(root, cfg, methods, splits_dir, compression)
+    clips = ffpp_test_split(root, cfg, methods, splits_dir, compression)
     prefix = "FF++" if compression == "c23" else f"FF++ {compression}"
     sets: dict[str, str | None] = {f"{prefix} {m}": m for m in methods}
     sets[f"{prefix} (all)"] = None
@@ -201,9 +201,9 @@ def evaluate(detector: Detector, sets: EvalSets, out: Path, device: torch.device
     per test set with both classes; none when no set has both). A NaN / inf model output raises
     :class:`.ffpp.NonFiniteScores` naming the checkpoint, before anything is written."""
     print(f"[evaluate] {detector.name} on {', '.join(sets.sets)}: {sets.clips.describe()}", flush=True)
-    metrics = _score(detector.checkpoint, detector.encoder, sets.clips, device, batch_size, num_workers)
+    metrics = score_checkpoint(detector.checkpoint, detector.encoder, sets.clips, device, batch_size, num_workers)
     videos = metrics.videos(strategy)
-    folder = out / _row_folder(detector.name)
+    folder = out / row_folder(detector.name)
     predictions, roc = folder / f"predictions_{sets.stem}.csv", folder / f"roc_{sets.stem}.png"
     write_predictions_csv(predictions, videos)
     chosen = {name: [v for v in videos if method is None or v["label"] == 0 or v["method"] == method]

@@ -54,21 +54,23 @@ def score_dataset(encoder: torch.nn.Module, dataset: FaceClipDataset, device: to
     return metrics
 
 
-def _test_split(root: Path, cfg: Config, methods: list[str], splits_dir: Path | None,
-                compression: str) -> FaceClipDataset:
+def ffpp_test_split(root: Path, cfg: Config, methods: list[str], splits_dir: Path | None,
+                    compression: str) -> FaceClipDataset:
+    """The official FF++ test split (originals + ``methods``) at ``compression``, clipped as ``cfg`` says."""
     return build_face_clips(
         "ffpp", root, cfg.model.img_size, cfg.model.num_frames, frame_step=cfg.data.frame_step, augment=False,
         eval_clips=cfg.data.eval_clips, compression=compression, methods=methods, splits_dir=splits_dir,
         only=("test",))["test"]
 
 
-def _model_geometry(encoder: torch.nn.Module, cfg: Config) -> Config:
+def model_geometry(encoder: torch.nn.Module, cfg: Config) -> Config:
     """``cfg`` with the encoder's actual img_size / num_frames filled in (configs may leave them unset)."""
     model = dataclasses.replace(cfg.model, img_size=encoder.img_size, num_frames=encoder.num_frames)
     return dataclasses.replace(cfg, model=model)
 
 
-def _present_methods(root: Path, wanted: list[str] | None) -> list[str]:
+def present_methods(root: Path, wanted: list[str] | None) -> list[str]:
+    """The extracted FF++ manipulations under ``root`` that ``wanted`` names (None: the paper's four present)."""
     present = sorted({p.parent.parent.parent.name for p in root.glob("ffpp/*/*/*/manifest.json")} & set(FFPP_METHODS))
     if not present:
         raise ConfigError(f"--data-root: {root} holds no extracted FF++ manipulations (ffpp/<Method>/<c>/<id>); "
@@ -89,10 +91,10 @@ def zero_shot(checkpoint: Path, root: Path, out: Path, name: str, splits_dir: Pa
     Zero-shot: a (DFDC-trained) checkpoint, no FF++ training; each manipulation is scored against the
     original (real) test videos."""
     encoder, cfg = load_inference_model(checkpoint, device)
-    cfg = _model_geometry(encoder, cfg)
-    methods = _present_methods(root, None)
-    metrics = _score(checkpoint, encoder, _test_split(root, cfg, methods, splits_dir, compression), device,
-                     batch_size, num_workers)
+    cfg = model_geometry(encoder, cfg)
+    methods = present_methods(root, None)
+    test = ffpp_test_split(root, cfg, methods, splits_dir, compression)
+    metrics = score_checkpoint(checkpoint, encoder, test, device, batch_size, num_workers)
     result = metrics.compute(strategy)
     videos = metrics.videos(strategy)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,9 +252,9 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
 
     With a ``checkpoint`` (and not ``scratch``) the model section comes from the checkpoint's own config
     and its encoder initialises fine-tuning; the data and schedule come from ``config``. Every fold's run
-    folder (``out/cross/<row name>/<left-out method>``) keeps the config it trained with (``config.yaml``, written by :func:`fit`) and ``recipe.json``
-    (the row, the config file, and whether a mismatch was allowed). ``on_fold`` is called with each fold's
-    record as soon as it is scored (a caller can keep finished folds).
+    folder (``out/cross/<row name>/<left-out method>``) keeps the config it trained with (``config.yaml``,
+    written by :func:`fit`) and ``recipe.json`` (the row, the config file, and whether a mismatch was allowed).
+    ``on_fold`` is called with each fold's record as soon as it is scored (a caller can keep finished folds).
     """
     from ..engine import fit
     from ..io import atomic_write_json
@@ -263,8 +265,8 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
     want = Recipe("scratch", 1.0, None, None, "--scratch") if scratch else checkpoint_recipe(ckpt_cfg)
     if config is None:
         config = recipe_config(want, ckpt_cfg.model.name if ckpt_cfg is not None else None)
-    methods = _present_methods(root, None)
-    folds = _present_methods(root, leave_out) if leave_out else methods
+    methods = present_methods(root, None)
+    folds = present_methods(root, leave_out) if leave_out else methods
     base = load_config(config, [f"data.root={root}", *(opts or [])])
     have = config_recipe(base, config)
     problems = recipe_mismatch(want, have)
@@ -288,7 +290,7 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
         else:
             cfg = dataclasses.replace(cfg, model=ckpt_cfg.model,
                                       train=dataclasses.replace(cfg.train, init_from=str(checkpoint)))
-        run = out / "cross" / _row_folder(name) / method  # rows sharing an --out keep their own fold runs
+        run = out / "cross" / row_folder(name) / method  # rows sharing an --out keep their own fold runs
         print(f"[eval_ff] cross-manipulation, left out {method}: {have.describe()} ({Path(config).name}); "
               f"training on original + {', '.join(data.methods)} -> {run}", flush=True)
         run.mkdir(parents=True, exist_ok=True)
@@ -298,11 +300,11 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
             "mismatch": problems, "allow_recipe_mismatch": bool(problems)})
         fit(cfg, run)  # writes run/config.yaml: the resolved config of this fold
         encoder, run_cfg = load_inference_model(run / "best.pt", device)
-        run_cfg = _model_geometry(encoder, run_cfg)
+        run_cfg = model_geometry(encoder, run_cfg)
         compression = cfg.data.compression
-        metrics = _score(run / "best.pt", encoder, _test_split(root, run_cfg, [method], Path(cfg.data.splits_dir)
-                                                               if cfg.data.splits_dir else None, compression),
-                         device, cfg.data.batch_size, cfg.data.num_workers)
+        splits = Path(cfg.data.splits_dir) if cfg.data.splits_dir else None
+        test = ffpp_test_split(root, run_cfg, [method], splits, compression)
+        metrics = score_checkpoint(run / "best.pt", encoder, test, device, cfg.data.batch_size, cfg.data.num_workers)
         videos = metrics.videos(strategy)
         write_predictions_csv(run / "predictions_test.csv", videos)
         curves.update(_curves(videos, [method]))
@@ -315,13 +317,13 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
     return records
 
 
-def _row_folder(name: str) -> str:
+def row_folder(name: str) -> str:
     """A row name as one safe folder name (``VideoMAE (0.95) + SSAT`` -> ``VideoMAE_0.95_SSAT``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "model"
 
 
-def _score(checkpoint: Path, encoder: torch.nn.Module, dataset: FaceClipDataset, device: torch.device,
-           batch_size: int, num_workers: int) -> StreamingMetrics:
+def score_checkpoint(checkpoint: Path, encoder: torch.nn.Module, dataset: FaceClipDataset, device: torch.device,
+                     batch_size: int, num_workers: int) -> StreamingMetrics:
     """:func:`score_dataset`, a NaN / inf output naming the checkpoint it came from."""
     try:
         return score_dataset(encoder, dataset, device, batch_size, num_workers)
