@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The issue-14 GPU checks as one script for a lent GPU machine (see README "Performance"). Run from the repository
+# root with the wheels of `make gpu-wheels` in .whl/ (carry: [".whl"]); every step has its own timeout and writes
+# to $OUT (default ./gpu-out), so what finished comes back even when a later step runs out of time.
+set -u
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site:$PWD || exit 1
+else
+    export PYTHONPATH=$PWD
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv" 2>&1
+step() {  # step NAME SECONDS COMMAND...: run COMMAND with a timeout, stdout to $OUT/NAME.json, stderr to NAME.log
+    local name=$1 seconds=$2
+    shift 2
+    timeout "$seconds" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"
+    echo "$name: exit $?" | tee -a "$OUT/steps.txt"
+}
+step model 240 python3 tools/benchmark.py model --device cuda --models small,base --frames 16 --img-size 224 \
+    --batch 16 --repeats 10 --warmup 3 --matmul-size 8192 --json
+step train 180 python3 tools/benchmark.py train --device cuda --config video/dfdc_videomae_095 --batch 16 \
+    --num-workers 8 --steps 30 --warmup 5 --json
+step cuda_tests 240 python3 -m pytest -q -ra -m cuda tests/test_cuda.py
