@@ -102,6 +102,20 @@ def test_resume_after_sigkill_is_bit_exact(tiny_config_file, tmp_path):
     _assert_identical(_weights(tmp_path / "ref/last.pt"), _weights(run / "last.pt"))
 
 
+def _poison_loss(monkeypatch, at_call: int):
+    """Make the ``at_call``-th training loss NaN; returns the real ``SSAT.loss``."""
+    real_loss = SSAT.loss
+    calls = {"n": 0}
+
+    def poisoned(self, out, x, labels):
+        loss, parts = real_loss(self, out, x, labels)
+        calls["n"] += 1
+        return (loss * float("nan"), parts) if calls["n"] == at_call and self.training else (loss, parts)
+
+    monkeypatch.setattr(SSAT, "loss", poisoned)
+    return real_loss
+
+
 def test_host_sync_log_trains_the_same_weights_and_logs(tiny_cfg, tmp_path):
     """train.host_sync=log (the CUDA default: the loss stays on the device between log steps) changes when the
     host reads the loss, not what is trained or logged."""
@@ -116,15 +130,7 @@ def test_host_sync_log_trains_the_same_weights_and_logs(tiny_cfg, tmp_path):
 
 
 def test_host_sync_log_stops_at_the_next_read_without_saving(tiny_cfg, tmp_path, monkeypatch):
-    real_loss = SSAT.loss
-    calls = {"n": 0}
-
-    def poisoned(self, out, x, labels):
-        loss, parts = real_loss(self, out, x, labels)
-        calls["n"] += 1
-        return (loss * float("nan"), parts) if calls["n"] == 7 and self.training else (loss, parts)
-
-    monkeypatch.setattr(SSAT, "loss", poisoned)
+    _poison_loss(monkeypatch, at_call=7)
     cfg = tiny_cfg("train.epochs=1", "train.host_sync=log", "train.log_every_steps=5", "train.save_every_steps=5")
     with pytest.raises(TrainingDiverged) as e:
         fit(cfg, tmp_path / "run")
@@ -140,15 +146,7 @@ def test_host_sync_must_be_known(tiny_cfg, tmp_path):
 
 
 def test_nan_loss_stops_with_message_after_saving_state(tiny_cfg, tmp_path, monkeypatch):
-    real_loss = SSAT.loss
-    calls = {"n": 0}
-
-    def poisoned(self, out, x, labels):
-        loss, parts = real_loss(self, out, x, labels)
-        calls["n"] += 1
-        return (loss * float("nan"), parts) if calls["n"] == 4 and self.training else (loss, parts)
-
-    monkeypatch.setattr(SSAT, "loss", poisoned)
+    real_loss = _poison_loss(monkeypatch, at_call=4)
     cfg = tiny_cfg("train.epochs=1")
     with pytest.raises(TrainingDiverged) as e:
         fit(cfg, tmp_path / "run")

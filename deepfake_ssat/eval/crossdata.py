@@ -21,6 +21,7 @@ from ..data.faceclips import FaceVideo, scan_extraction
 from ..data.splits import split_celebdf
 from ..engine.checkpoint import DIGEST_KEY
 from ..engine.weights import is_detector_file, load_inference_model
+from ..io import is_inside
 from ..metrics import binary_metrics
 from ..runcli import first_line
 from .ffpp import ffpp_test_split, model_geometry, present_methods, row_folder, score_checkpoint
@@ -213,7 +214,7 @@ def evaluate(detector: Detector, sets: EvalSets, out: Path, device: torch.device
               for name, sel in chosen.items() if len({v["label"] for v in sel}) == 2}
     if curves:
         roc_png(curves, roc, f"{detector.name} (video level, {strategy})")
-    else:
+    elif is_inside(roc, out):  # (a model folder linked elsewhere is left alone)
         roc.unlink(missing_ok=True)  # an earlier run's curve would contradict this run's predictions
     common = {"dataset": sets.dataset, "level": "video", "strategy": strategy, "compression": None, **sets.info,
               "checkpoint": str(detector.checkpoint.resolve()), "model_sha256": detector.sha256,
