@@ -6,6 +6,9 @@ import builtins
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -221,6 +224,58 @@ def test_concurrent_index_updates_lose_no_rows(tmp_path, monkeypatch):
     for t in shards:
         t.join()
     assert [r["dir"] for r in read_index(tmp_path)] == ["a", "b", "c", "d", "e"]
+
+
+_KILLED_AT_THIRD = """
+import os, signal, sys
+from deepfake_ssat.commands.extract_faces import main
+from deepfake_ssat.faces import extract
+real, calls = extract.extract_video, []
+
+def third_is_killed(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # an OOM kill / preemption: no handler, no clean-up
+    return real(*args, **kwargs)
+
+extract.extract_video = third_is_killed
+main(sys.argv[1:])
+"""
+
+
+def test_a_killed_extraction_leaves_its_finished_videos_indexed(stores, tmp_path, monkeypatch):
+    """SIGKILL during a batch: each video went into the index when it was finished, so readers (which trust the
+    index and walk nothing) see exactly the finished ones; a torn last append is ignored and cut off by the rerun."""
+    out = tmp_path / "killed"
+    done = subprocess.run([sys.executable, "-c", _KILLED_AT_THIRD, str(stores["videos"]), "--out", str(out), *CLI],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    finished = sorted(p.parent.relative_to(out).as_posix() for p in out.rglob("manifest.json"))
+    assert len(finished) == 2
+    with open(out / INDEX_NAME, "a") as f:
+        f.write('{"dir": "dfdc/torn", "status": "o')  # an append cut short
+    assert [r["dir"] for r in read_index(out)] == finished
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("tree walk")
+
+    monkeypatch.setattr(os, "walk", no_walk)
+    monkeypatch.setattr(os, "scandir", no_walk)
+    assert len(_scan(out)) == 2
+    monkeypatch.undo()
+    assert extract_main([str(stores["videos"]), "--out", str(out), *CLI]) == 0
+    text = (out / INDEX_NAME).read_text()
+    assert "torn" not in text and text.count("\n") == 4
+    assert [r["dir"] for r in read_index(out)] == [r["dir"] for r in read_index(stores["tar"])]
+
+
+def test_appended_rows_replace_earlier_rows_of_their_folder(tmp_path):
+    rows = [{"dir": d, "status": "ok", "params": {}, "frames": [], "files": [], "tracks": [], "container": None}
+            for d in ("b", "a")]
+    (tmp_path / INDEX_NAME).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with open(tmp_path / INDEX_NAME, "a") as f:
+        f.write(json.dumps({**rows[0], "status": "no_face"}) + "\n")
+    assert [(r["dir"], r["status"]) for r in read_index(tmp_path)] == [("a", "ok"), ("b", "no_face")]
 
 
 def test_clip_tensor_is_the_plain_normalisation():

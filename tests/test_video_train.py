@@ -142,7 +142,8 @@ def test_uint8_transfer_trains_exactly_as_float(face_data, tmp_path):
     as_float = build_face_clips("dfdc", face_data.dfdc, 32, 8, augment=False, only=("val",))["val"]
     as_uint8 = build_face_clips("dfdc", face_data.dfdc, 32, 8, augment=False, only=("val",), uint8=True)["val"]
     x8, x = as_uint8[0][0], as_float[0][0]
-    assert x8.dtype == torch.uint8 and x8.shape == x.shape and torch.equal(normalize_clips(x8[None])[0], x)
+    assert x8.dtype == torch.uint8 and x8.permute(3, 0, 1, 2).shape == x.shape  # channels last: [T, S, S, 3]
+    assert torch.equal(normalize_clips(x8[None])[0], x) and normalize_clips(x8[None]).is_contiguous()
     opts = ["train.epochs=1", "data.augment=true"]
     fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=float"), tmp_path / "float")
     fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=uint8"), tmp_path / "uint8")

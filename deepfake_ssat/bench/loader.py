@@ -18,6 +18,7 @@ import torch
 from .. import __version__
 from ..data.faceclips import FaceClipDataset, read_clip, scan_extraction
 from ..data.sampling import EpochSampler, SeededItems
+from ..data.workers import retain_freed_memory
 from ..faces.store import DEFAULT_FORMAT, FORMATS
 from .common import write_synthetic_extraction
 
@@ -93,13 +94,15 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
     """
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    retained = retain_freed_memory()  # this process plays one loader worker: init_worker's allocator setting
     results = {store: measure_format(store, videos, frames, crop_size, img_size, clip_len, clips, repeats)
                for store in formats}
     default = results.get(DEFAULT_FORMAT)
     return {
         "benchmark": "loader", "version": __version__, "command": command,
         "setup": {"videos": videos, "crops_per_video": frames, "crop_size": crop_size, "img_size": img_size,
-                  "clip_len": clip_len, "augment": True, "clips_per_pass": clips, "repeats": repeats, "threads": 1},
+                  "clip_len": clip_len, "augment": True, "clips_per_pass": clips, "repeats": repeats, "threads": 1,
+                  "worker_retains_freed_memory": retained},
         "formats": results, "default_format": DEFAULT_FORMAT,
         "goal": {"loader_over_decode": f">= {GOAL} for the default format"},
         "met": None if default is None else default["uint8_loader_over_decode"] >= GOAL,

@@ -40,7 +40,7 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: in
 
     ``views = 2``: training items are ``([view1, view2], label)``, two independent augmentations
     of one image (the SimCLR / DINO auxiliary tasks; image datasets and digits only). ``uint8``: face clips
-    stay uint8, to be normalised on the device (:func:`.transforms.normalize_clips`); images ignore it.
+    stay uint8 ``[T, H, W, 3]``, to be normalised on the device (:func:`.transforms.normalize_clips`); images ignore it.
     """
     if cfg.name in IMAGE_DATASETS:  # before the root check: data.download may create the root
         if num_frames is not None:

@@ -202,8 +202,9 @@ class FaceClipDataset(Dataset):
 
     A clip is ``num_frames`` crops of one face track, ``frame_step`` stored frames apart, inside one
     extraction segment (a ``--clips`` extraction stores several separate runs of frames; uniform
-    extraction stores one). ``key`` is :func:`video_key`. ``uint8``: clips stay uint8 ``[C, T, H, W]`` (a quarter
-    of the bytes to copy to a GPU), normalised on the device by :func:`.transforms.normalize_clips`.
+    extraction stores one). ``key`` is :func:`video_key`. ``uint8``: clips stay uint8 and channels-last,
+    ``[T, H, W, C]`` (a quarter of the bytes to copy to a GPU, no transpose on the CPU), made ``[C, T, H, W]``
+    float on the device by :func:`.transforms.normalize_clips`.
     """
 
     def __init__(self, videos: list[FaceVideo], img_size: int, num_frames: int, frame_step: int = 1,

@@ -120,12 +120,14 @@ def clip_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 def clip_uint8(frames: np.ndarray) -> torch.Tensor:
-    """Face crops [T, S, S, 3] uint8 RGB -> [3, T, S, S] uint8 (contiguous): a quarter of the float clip's bytes
-    to pin and copy; :func:`normalize_clips` finishes it on the device."""
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(frames, 3, 0)))
+    """Face crops [T, S, S, 3] uint8 RGB -> the same [T, S, S, 3] uint8 tensor (no copy when contiguous): a quarter
+    of the float clip's bytes to pin and copy, and no channel transpose on the CPU (~0.7 ms per 16 x 224^2 clip);
+    :func:`normalize_clips` finishes it on the device."""
+    return torch.from_numpy(np.ascontiguousarray(frames))
 
 
 def normalize_clips(x: torch.Tensor) -> torch.Tensor:
-    """uint8 clips [B, 3, T, S, S] (on any device) -> float32 ImageNet-normalised, exactly as :func:`clip_tensor`
-    gives them (the same float32 multiply-add)."""
-    return x.float().mul_(_SCALE.to(x.device)).add_(_SHIFT.to(x.device))
+    """uint8 clips [B, T, S, S, 3] (channels last, on any device) -> [B, 3, T, S, S] float32 ImageNet-normalised,
+    contiguous, exactly as :func:`clip_tensor` gives them (the same float32 multiply-add)."""
+    x = x.permute(0, 4, 1, 2, 3).to(torch.float32, memory_format=torch.contiguous_format)  # [B, 3, T, S, S]
+    return x.mul_(_SCALE.to(x.device)).add_(_SHIFT.to(x.device))

@@ -33,6 +33,7 @@ from ..data import EpochSampler, SeededItems, build_datasets, manifest_sha256, n
 from ..data.images import mixup_fn
 from ..data.sampling import class_balance_weights, derive_seed
 from ..data.transforms import normalize_clips
+from ..data.workers import init_worker
 from ..io import atomic_write, atomic_write_json, atomic_write_text, git_revision
 from ..metrics import StreamingMetrics
 from .build import build_model
@@ -130,7 +131,8 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
     model.eval()
     if dist.enabled:
         dataset = Subset(dataset, range(dist.rank, len(dataset), dist.world_size))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        worker_init_fn=init_worker)
     sums = dict.fromkeys(("loss", "cls", "rec", "correct", "count", "has_cls", "has_rec", "has_logits"), 0.0)
     clips: tuple[list, list, list] = ([], [], [])  # video keys, labels, fake probabilities of keyed binary items
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -430,7 +432,8 @@ def _train_loader(cfg: Config, train_set: Dataset, sampler: EpochSampler, device
     return DataLoader(
         SeededItems(train_set), batch_size=d.batch_size, sampler=sampler, drop_last=True,
         num_workers=d.num_workers, persistent_workers=d.num_workers > 0, prefetch_factor=d.prefetch_factor,
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.train.seed))
+        pin_memory=device.type == "cuda", worker_init_fn=init_worker,
+        generator=torch.Generator().manual_seed(cfg.train.seed))
 
 
 def _batch_transform(cfg: Config, model: nn.Module) -> Callable | None:

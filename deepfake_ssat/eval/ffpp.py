@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from ..config import Config, ConfigError, DecoderConfig, config_from_dict, find_config, load_config
 from ..data import FaceClipDataset, build_face_clips
+from ..data.workers import init_worker
 from ..engine.runtime import amp_dtype, autocast
 from ..engine.weights import load_inference_model
 from ..faces.datasets import FFPP_METHODS, FFPP_PAPER_METHODS
@@ -39,7 +40,7 @@ def score_dataset(encoder: torch.nn.Module, dataset: FaceClipDataset, device: to
     metrics = metrics if metrics is not None else StreamingMetrics()
     encoder.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", worker_init_fn=init_worker)
     for x, y, keys in loader:
         with autocast(device, amp_dtype("bf16", device)):
             logits = encoder(x.to(device, non_blocking=True)).float()

@@ -27,8 +27,8 @@ from .datasets import VideoItem
 from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from .sampling import SamplingPolicy
 from .video import BACKENDS, VideoFailure, open_video  # re-exported for callers
-from .store import (DEFAULT_FORMAT, StoreError, format_params, index_lock, index_row, read_index, walk_rows,
-                    write_crops, write_rows)
+from .store import (DEFAULT_FORMAT, StoreError, append_row, format_params, index_lock, index_row, read_index,
+                    walk_rows, write_crops, write_rows)
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,14 @@ def load_manifest(path: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _finished(final: Path, params: ExtractionParams, item: VideoItem) -> dict | None:
+def _finished(final: Path, params: ExtractionParams, item: VideoItem, out_root: Path) -> dict | None:
     """The manifest in ``final`` if it holds ``item``'s video extracted with ``params``, else None.
 
     Rerun rule: a folder whose manifest has the same parameters and the same source size is done if the
     source's mtime is unchanged too; if only the mtime changed (``touch``, a copy), the source's sha256
     decides (a match updates the stored mtime, so the next rerun is cheap again). A video replaced by
     one of the same size is re-extracted unless its mtime was also restored. A finished video whose identity
-    changed (a label, group or split edited in a video list) gets the new identity in its manifest.
+    changed (a label, group or split edited in a video list) gets the new identity in its manifest and index row.
     """
     source = item.path
     manifest = load_manifest(final / "manifest.json")
@@ -103,11 +103,21 @@ def _finished(final: Path, params: ExtractionParams, item: VideoItem) -> dict | 
     except OSError:
         return None
     identity = item.identity()
-    if not same or any(manifest.get(k) != v for k, v in identity.items()):
+    relabelled = any(manifest.get(k) != v for k, v in identity.items())
+    if not same or relabelled:
         stored["mtime_ns"] = stat.st_mtime_ns
         manifest.update(identity)
         atomic_write_json(final / "manifest.json", manifest)
+    if relabelled:
+        _index_video(out_root, item.rel_dir, manifest)
     return manifest
+
+
+def _index_video(out_root: Path, rel: str, manifest: dict) -> None:
+    """Append the video's row to the store's index now (when it has one), so a killed run loses no finished video;
+    the batch's closing :func:`update_index` rewrites the index one row per folder."""
+    with index_lock(out_root):
+        append_row(out_root, index_row(manifest, rel))
 
 
 def _kept_tracks(tracks: list[Track], faces: list[FrameFaces], keep: str) -> list[Track]:
@@ -217,7 +227,7 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     if item.problem:
         return _record(item, *item.problem)
     final = _inside(out_root / item.rel_dir, out_root)
-    done = _finished(final, params, item)
+    done = _finished(final, params, item, out_root)
     if done is not None:
         return _record(item, done["status"], done.get("reason"), len(done["crops"]), skipped=True)
     start = time.perf_counter()
@@ -260,6 +270,7 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _index_video(out_root, item.rel_dir, manifest)
     return _record(item, status, reason, len(crops))
 
 
@@ -353,6 +364,18 @@ def write_index(out_root: Path) -> int:
     return len(rows)
 
 
+def open_index(out_root: Path) -> None:
+    """Make sure ``out_root`` has a current index before a batch appends its videos to it: a store without one
+    (new, an older version's, an unreadable one) gets it from a walk of its manifests."""
+    with index_lock(out_root):
+        try:
+            current = read_index(out_root)
+        except StoreError:
+            current = None
+        if current is None:
+            write_rows(out_root, walk_rows(out_root))
+
+
 def update_index(out_root: Path, dirs: set[str]) -> int:
     """Put the videos ``dirs`` (folders relative to ``out_root``) into ``out_root/index.jsonl`` as their manifests
     now say (dropping those without one); returns its rows.
@@ -393,8 +416,9 @@ class BatchInterrupted(KeyboardInterrupt):
 
 def run_batch(items: list[VideoItem], out_root: Path, params: ExtractionParams, device: str = "cpu",
               workers: int = 1, shard_index: int = 0, num_shards: int = 1, progress: bool = True) -> dict:
-    """Extract ``items`` into ``out_root``, write the summary and merge the videos into ``index.jsonl``
-    (:func:`update_index`); returns the summary.
+    """Extract ``items`` into ``out_root``, write the summary and merge the videos into ``index.jsonl``; returns the
+    summary. The index is made current first (:func:`open_index`), each video is appended to it as soon as it is
+    finished (a killed batch loses none), and :func:`update_index` ends the batch (also on Ctrl-C).
 
     Per-video failures are recorded (status + one-line reason) and the batch goes on. Ctrl-C raises
     :class:`BatchInterrupted` (no summary written); finished videos stay complete, none is half-written.
@@ -402,6 +426,7 @@ def run_batch(items: list[VideoItem], out_root: Path, params: ExtractionParams, 
     from tqdm import tqdm
 
     out_root.mkdir(parents=True, exist_ok=True)
+    open_index(out_root)
     start = time.perf_counter()
     records: list[dict] = []
     try:

@@ -3,13 +3,16 @@
 ``--format tar`` (default): an uncompressed tar of JPEG crops (quality 95, ``tar tf`` lists them) whose member
 offsets are in the manifest, so a clip is one open and one read; ``npy``: one uint8 [N, S, S, 3] array (no
 decode but ~S²·3 bytes a crop: > 500 GB for DFDC at 32 × 224²); ``png`` / ``jpg``: one image file per crop.
-``index.jsonl`` at the root holds one :func:`index_row` per finished video; readers need nothing else.
+``index.jsonl`` at the root holds one :func:`index_row` per finished video; readers need nothing else. Each video
+is appended as soon as it is finished (a killed extraction loses none), and a batch ends by rewriting the index
+sorted, one row per folder.
 """
 from __future__ import annotations
 
 import fcntl
 import io
 import json
+import os
 import tarfile
 import time
 from contextlib import contextmanager
@@ -160,16 +163,20 @@ def index_row(manifest: dict, rel: str) -> dict:
 
 
 def read_index(root: Path) -> list[dict] | None:
-    """The rows of ``root/index.jsonl``; None when it is missing or written by an older version (rows without
-    ``params``, or container rows without offsets). :class:`StoreError` for a line that is not a row."""
+    """The rows of ``root/index.jsonl``, one per folder (the last one appended wins), sorted by folder; None when
+    it is missing or written by an older version (rows without ``params``, or container rows without offsets).
+
+    A last line without its newline is an append still being written (or cut short by a killed extraction) and is
+    left out. :class:`StoreError` for any other line that is not a row.
+    """
     index = root / INDEX_NAME
     try:
         text = index.read_text()
     except FileNotFoundError:
         return None
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    rows = {}
+    for n, line in enumerate(text.splitlines(keepends=True), 1):
+        if not line.strip() or not line.endswith("\n"):
             continue
         try:
             row = json.loads(line)
@@ -179,8 +186,8 @@ def read_index(root: Path) -> list[dict] | None:
                              f"tools/extract_faces.py --reindex {root}") from None
         if not complete:
             return None
-        rows.append(row)
-    return rows
+        rows[row["dir"]] = row
+    return [rows[d] for d in sorted(rows)]
 
 
 def walk_rows(root: Path, strict: bool = False) -> list[dict]:
@@ -209,6 +216,33 @@ def write_rows(root: Path, rows: list[dict]) -> None:
     """Replace ``root/index.jsonl`` with ``rows`` (sorted by folder), atomically."""
     lines = [json.dumps(row) + "\n" for row in sorted(rows, key=lambda r: r["dir"])]
     atomic_write_text(root / INDEX_NAME, "".join(lines))
+
+
+def append_row(root: Path, row: dict) -> bool:
+    """Append ``row`` to ``root/index.jsonl`` if there is one (the caller holds :func:`index_lock`); False when
+    there is none (readers walk the manifests then). A last line left without its newline by a killed writer is cut
+    off first, so a row is never glued to a fragment."""
+    try:
+        f = open(root / INDEX_NAME, "r+b")
+    except FileNotFoundError:
+        return False
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        keep = end
+        while keep > 0:  # back to just after the last newline
+            step = min(keep, 1 << 16)
+            f.seek(keep - step)
+            chunk = f.read(step)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                keep = keep - step + cut + 1
+                break
+            keep -= step
+        if keep != end:
+            f.truncate(keep)
+        f.seek(keep)
+        f.write((json.dumps(row) + "\n").encode())
+    return True
 
 
 @contextmanager
