@@ -46,18 +46,24 @@ def _export_pt2(encoder: nn.Module, example: torch.Tensor, path: Path):
     return torch.export.load(str(path)).module()
 
 
-def detector_preprocessing(img_size: int, num_frames: int, crop_scale: float) -> dict:
-    """What a user must do to a video before the model sees it (written beside a safetensors export)."""
+def detector_preprocessing(img_size: int, num_frames: int, crop_scale: float, extraction: dict | None) -> dict:
+    """What a user must do to a video before the model sees it (written beside a safetensors export).
+    ``extraction``: the training store's extraction parameters (None: unknown), which ``Detector`` crops faces by."""
     from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from .faces.store import JPEG_QUALITY, store_format
 
+    jpeg = extraction is not None and store_format(extraction) in ("tar", "jpg")
     return {"input": "clips [B, 3, T, S, S] float32 RGB: uint8 / 255, then (x - mean) / std per channel",
             "img_size": img_size, "num_frames": num_frames, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
             "face_detector": "facenet-pytorch MTCNN", "crop_scale": crop_scale,
-            "crop": "square of side max(w, h) x crop_scale centred on the face box, resized to img_size",
+            "crop": "square of side max(w, h) x crop_scale centred on the face box, resized to the extraction's "
+                    "crop_size" + (f", JPEG-encoded at quality {JPEG_QUALITY} and decoded" if jpeg else "")
+                    + ", then resized to img_size",
+            "extraction": extraction,
             "output": "logits [B, 2]; softmax(logits)[:, 1] = fake probability", "labels": ["REAL", "FAKE"]}
 
 
-def _export_safetensors(encoder: nn.Module, cfg, path: Path, crop_scale: float):
+def _export_safetensors(encoder: nn.Module, cfg, path: Path, crop_scale: float, extraction: dict | None):
     """``<stem>.safetensors`` + ``<stem>.json`` (:func:`~deepfake_ssat.engine.weights.save_detector`),
     reloaded through the same loader that predict uses.
 
@@ -71,28 +77,37 @@ def _export_safetensors(encoder: nn.Module, cfg, path: Path, crop_scale: float):
     tree = config_to_dict(cfg)  # only what rebuilds the model: no data paths of the training machine
     config = {"model": tree["model"], "ssat": tree["ssat"], "data": {"name": tree["data"]["name"]}}
     save_detector(path, encoder.state_dict(), config, detector_preprocessing(*model_geometry(encoder, cfg),
-                                                                               crop_scale))
+                                                                               crop_scale, extraction))
     return load_inference_model(path, "cpu")[0]
 
 
 def export_model(checkpoint: str | Path, out_path: str | Path, format: str = "onnx",
-                 clip: torch.Tensor | None = None, atol: float = 1e-4, crop_scale: float = 1.3) -> dict:
+                 clip: torch.Tensor | None = None, atol: float = 1e-4, crop_scale: float | None = None) -> dict:
     """Export ``checkpoint``'s encoder + head to ``out_path`` and check it against PyTorch.
 
     ``clip``: [B, 3, T, S, S] float32 check input (default: 3 random clips, seed 0; the export itself
     is traced on 2). Returns ``path``, ``format``, ``input``/``output`` names and shapes (``-1`` = dynamic
     batch), ``img_size``, ``num_frames``, ``mean``/``std`` of the input normalisation and
     ``max_abs_diff`` on the check clip; raises :class:`ExportMismatch` when that is ``>= atol``.
-    ``crop_scale``: the face crop the training data used, recorded beside a safetensors export.
+    A safetensors export records beside the weights how the training data's faces were cropped (the
+    checkpoint's extraction parameters, when it has them); ``crop_scale`` overrides theirs (default: the
+    training extraction's, else 1.3).
     Clips are built as :func:`deepfake_ssat.data.transforms.clip_tensor` builds them (ImageNet mean/std, RGB).
     """
     from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from .engine.weights import load_inference_model
+    from .engine.weights import inference_model, read_inference_checkpoint, training_extraction
     from .inference import model_geometry
 
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    encoder, cfg = load_inference_model(checkpoint, "cpu")
+    ckpt = read_inference_checkpoint(checkpoint, "cpu")
+    encoder, cfg = inference_model(ckpt, checkpoint)
+    extraction = training_extraction(ckpt, checkpoint)
+    if crop_scale is not None:
+        extraction = {**(extraction or {}), "crop_scale": crop_scale}
+    elif extraction is not None and isinstance(extraction.get("crop_scale"), (int, float)):
+        crop_scale = extraction["crop_scale"]
+    crop_scale = 1.3 if crop_scale is None else crop_scale
     img_size, num_frames = model_geometry(encoder, cfg)
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(2, 3, num_frames, img_size, img_size, generator=generator)
@@ -105,7 +120,7 @@ def export_model(checkpoint: str | Path, out_path: str | Path, format: str = "on
     with torch.no_grad():
         reference = encoder(clip)
         if format == "safetensors":
-            exported = _export_safetensors(encoder, cfg, out_path, crop_scale)
+            exported = _export_safetensors(encoder, cfg, out_path, crop_scale, extraction)
         else:
             exporter = {"onnx": _export_onnx, "torchscript": _export_torchscript, "pt2": _export_pt2}[format]
             exported = exporter(encoder, example, out_path)

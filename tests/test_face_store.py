@@ -23,7 +23,7 @@ from deepfake_ssat.data.faceclips import DatasetError, FaceClipDataset, read_cli
 from deepfake_ssat.data.transforms import _SCALE, _SHIFT, clip_tensor
 from deepfake_ssat.faces import extract as extract_mod
 from deepfake_ssat.faces.layouts import write_dfdc
-from deepfake_ssat.faces.store import DEFAULT_FORMAT, FORMATS, INDEX_NAME, read_index
+from deepfake_ssat.faces.store import DEFAULT_FORMAT, FORMATS, INDEX_NAME, as_stored, read_index
 
 CLI = ["--frames", "8", "--size", "48", "--min-face", "20", "--no-progress", "--device", "cpu"]
 
@@ -276,6 +276,19 @@ def test_appended_rows_replace_earlier_rows_of_their_folder(tmp_path):
     with open(tmp_path / INDEX_NAME, "a") as f:
         f.write(json.dumps({**rows[0], "status": "no_face"}) + "\n")
     assert [(r["dir"], r["status"]) for r in read_index(tmp_path)] == [("a", "ok"), ("b", "no_face")]
+
+
+@pytest.mark.parametrize("store", FORMATS)
+def test_as_stored_is_what_a_reader_of_the_store_gets(stores, store):
+    """The lossless (png) crops through as_stored(., store) are exactly the crops that store returns: the video
+    detector's crops match any training store's (JPEG quality 95 for tar / jpg, unchanged for png / npy)."""
+    lossless, stored = _scan(stores["png"]), _scan(stores[store])
+    assert lossless.keys() == stored.keys()
+    for key, video in lossless.items():
+        crops = _all_crops(video)
+        again = np.stack([as_stored(crop, store) for crop in crops])
+        assert np.array_equal(again, _all_crops(stored[key]))
+        assert np.array_equal(again, crops) == (store in ("png", "npy"))
 
 
 def test_clip_tensor_is_the_plain_normalisation():

@@ -15,12 +15,13 @@ from skimage import data
 from deepfake_ssat.config import config_to_dict, load_config
 from deepfake_ssat.data.faceclips import FaceClipDataset, scan_extraction
 from deepfake_ssat.engine.build import build_model
-from deepfake_ssat.engine.checkpoint import save_checkpoint
+from deepfake_ssat.engine.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_ssat.commands.export import main as export_main
 from deepfake_ssat.export import export_model
 from deepfake_ssat.faces.datasets import file_item
 from deepfake_ssat.faces.detect import box_iou
-from deepfake_ssat.faces.extract import extract_video
+from deepfake_ssat.faces.extract import ExtractionParams, extract_video
+from deepfake_ssat.faces.sampling import SamplingPolicy
 from deepfake_ssat.faces.synthetic import MANIPULATIONS, FacePath, write_face_video
 from deepfake_ssat.engine.runtime import resolve_device
 from deepfake_ssat.commands.predict import main as predict_main
@@ -130,6 +131,76 @@ def test_good_video_matches_the_training_dataset_path(detector, videos, tmp_path
     with torch.inference_mode():
         probs = detector.encoder(clips).softmax(dim=1)[:, 1]
     np.testing.assert_allclose(record["per_clip"], probs.numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tar_ckpt(ckpt, tmp_path_factory) -> Path:
+    """The same model, its checkpoint recording (as tools/train.py does) that its training faces came from a tar
+    store extracted with --size 48 --min-face 20 --crop-scale 1.4."""
+    path = tmp_path_factory.mktemp("tar_ckpt") / "best.pt"
+    state = load_checkpoint(ckpt)
+    trained = ExtractionParams(SamplingPolicy(frames=16), min_face_size=20, crop_scale=1.4, crop_size=CROP)
+    assert trained.store == "tar"  # the extraction default
+    save_checkpoint(path, {"model": state["model"], "config": state["config"],
+                           "meta": {"epoch": 0, "extraction": trained.to_dict()}})
+    return path
+
+
+def _detector_clips(detector: Detector, video: Path, monkeypatch) -> torch.Tensor:
+    captured = []
+    score = detector.score_clips
+    monkeypatch.setattr(detector, "score_clips", lambda clips: captured.append(clips) or score(clips))
+    assert detector.predict_video(video)["status"] == "ok"
+    monkeypatch.undo()
+    return torch.cat(captured)
+
+
+def test_faces_are_cropped_as_the_training_store_was(tar_ckpt, videos, tmp_path, monkeypatch, capsys):
+    """A checkpoint that records its training extraction: predict finds, crops and JPEG-encodes faces as that tar
+    store did (no option needed), so its clips equal the training dataset's clips of the same video exactly."""
+    detector = Detector.from_checkpoint(tar_ckpt, "cpu")
+    p = detector.params
+    assert (p.store, p.crop_scale, p.min_face_size, p.crop_size) == ("tar", 1.4, 20, CROP)
+    clips = _detector_clips(detector, videos / "good/real.mp4", monkeypatch)
+    item = file_item(videos / "good/real.mp4")
+    assert extract_video(item, tmp_path, detector.params, detector.faces)["status"] == "ok"
+    manifest_path = tmp_path / item.rel_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["container"] == "crops.tar"
+    manifest_path.write_text(json.dumps({**manifest, "label": 0}))
+    found, _ = scan_extraction(tmp_path, T, 1, IMG)
+    dataset = FaceClipDataset(found, IMG, T, frame_step=1, train=False, augment=False, eval_clips=4)
+    assert torch.equal(clips, torch.stack([dataset[i][0] for i in range(len(dataset))]))
+    # lossless crops (--store-format png) are other pixels: the JPEG encoding is really applied
+    lossless = Detector.from_checkpoint(tar_ckpt, "cpu", store="png")
+    assert lossless.params.crop_scale == 1.4 and not torch.equal(
+        _detector_clips(lossless, videos / "good/real.mp4", monkeypatch), clips)
+    # an exported detector carries the same face settings
+    capsys.readouterr()
+    assert export_main(["--checkpoint", str(tar_ckpt), "--out", str(tmp_path / "share" / "d.safetensors")]) == 0
+    shared = Detector.from_checkpoint(Path(json.loads(capsys.readouterr().out)["path"]), "cpu")
+    assert shared.params == detector.params
+    # the command line overrides one setting and keeps the others
+    out = tmp_path / "p.json"
+    assert predict_main([str(videos / "good/real.mp4"), "--checkpoint", str(tar_ckpt), "--device", "cpu", "--quiet",
+                         "--store-format", "png", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())[0]
+    expected = lossless.predict_video(videos / "good/real.mp4")["fake_probability"]
+    assert record["fake_probability"] == pytest.approx(expected, abs=1e-7)
+
+
+def test_a_bad_training_extraction_in_a_checkpoint_is_one_clear_error(ckpt, tmp_path):
+    state = load_checkpoint(ckpt)
+    path = tmp_path / "odd.pt"
+    save_checkpoint(path, {"model": state["model"], "config": state["config"],
+                           "meta": {"extraction": {"crop_scale": "big"}}})
+    with pytest.raises(ValueError, match=r"odd.pt: extraction parameter crop_scale='big'"):
+        Detector.from_checkpoint(path, "cpu")
+    save_checkpoint(path, {"model": state["model"], "config": state["config"],
+                           "meta": {"extraction": {"crop_size": torch.tensor(48)}}})  # loads weights-only, not JSON
+    with pytest.raises(ValueError, match=r"odd.pt: its recorded extraction parameters are not a plain mapping"):
+        Detector.from_checkpoint(path, "cpu")
+    assert export_main(["--checkpoint", str(path), "--out", str(tmp_path / "d.safetensors")]) == 2
 
 
 @pytest.mark.parametrize("name", sorted(BAD))

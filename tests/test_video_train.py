@@ -43,6 +43,8 @@ def test_config_family_trains_and_loss_decreases(name, face_data, tmp_path):
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)  # fine-tuning betas (MAE: 0.95)
     assert ckpt["meta"]["data_manifest_sha256"] == summary["data_manifest_sha256"]
+    manifest = json.loads(next(face_data.dfdc.rglob("manifest.json")).read_text())
+    assert ckpt["meta"]["extraction"] == manifest["params"]  # predict crops faces as these were
     assert any(k.startswith("decoder.") for k in ckpt["model"]) == (name != "dfdc_videomae_scratch")
     encoder, _ = load_inference_model(tmp_path / "best.pt")
     x, _, _ = __import__("deepfake_ssat.data", fromlist=["build_datasets"]).build_datasets(

@@ -23,9 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="safetensors (weights + JSON config: to share a detector), onnx (needs onnx, "
                              "onnxscript, onnxruntime: pip install -e .[dev]), torchscript or pt2 (torch.export); "
                              "default from the --out suffix")
-    parser.add_argument("--crop-scale", type=float, default=1.3,
+    parser.add_argument("--crop-scale", type=float,
                         help="face crop of the training data (extract_faces.py --crop-scale), recorded beside a "
-                             "safetensors export (default 1.3)")
+                             "safetensors export (default: the one the checkpoint records, else 1.3)")
     parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted |difference| (default 1e-4)")
     args = parser.parse_args(argv)
     fmt = args.format or SUFFIXES.get(args.out.suffix.lower())

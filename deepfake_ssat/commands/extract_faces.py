@@ -37,15 +37,23 @@ def _thresholds(text: str) -> tuple[float, float, float]:
     return values
 
 
-def add_detection_arguments(p: argparse.ArgumentParser) -> None:
-    """The face detection and crop geometry options shared by extract_faces.py and predict.py."""
-    p.add_argument("--detect-max-side", type=int, default=640,
-                   help="detect on frames downscaled to this longer side, in pixels (default 640)")
-    p.add_argument("--min-face", type=int, default=40,
-                   help="smallest face searched, in pixels of the downscaled frame (default 40)")
-    p.add_argument("--thresholds", type=_thresholds, default=(0.85, 0.95, 0.95),
-                   help="MTCNN stage thresholds (default 0.85,0.95,0.95)")
-    p.add_argument("--crop-scale", type=float, default=1.3, help="square side = max(w, h) x this (default 1.3)")
+def add_detection_arguments(p: argparse.ArgumentParser, from_training: bool = False) -> None:
+    """The face detection and crop geometry options shared by extract_faces.py and predict.py; ``from_training``
+    (predict.py): unset options (None) mean the values the model's training data was extracted with."""
+    def default(value, shown: str) -> tuple:
+        return (None, f"(default: as the model's training faces, else {shown})") if from_training else \
+            (value, f"(default {shown})")
+
+    value, note = default(640, "640")
+    p.add_argument("--detect-max-side", type=int, default=value,
+                   help=f"detect on frames downscaled to this longer side, in pixels {note}")
+    value, note = default(40, "40")
+    p.add_argument("--min-face", type=int, default=value,
+                   help=f"smallest face searched, in pixels of the downscaled frame {note}")
+    value, note = default((0.85, 0.95, 0.95), "0.85,0.95,0.95")
+    p.add_argument("--thresholds", type=_thresholds, default=value, help=f"MTCNN stage thresholds {note}")
+    value, note = default(1.3, "1.3")
+    p.add_argument("--crop-scale", type=float, default=value, help=f"square side = max(w, h) x this {note}")
     p.add_argument("--backend", choices=("decord", "pyav"), default="decord",
                    help="video decoder: decord (default) or pyav (PyAV: FFmpeg wheels for ARM and macOS too); both "
                         "give the same frames, so switching redoes no finished video")

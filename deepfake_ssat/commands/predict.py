@@ -14,6 +14,7 @@ from pathlib import Path
 from ..metrics import STRATEGIES
 from .extract_faces import add_detection_arguments
 from ..faces.datasets import folder_items
+from ..faces.store import FORMATS
 from ..faces.video import BackendUnavailable, require_backend
 from ..inference import Detector, expand_inputs
 from ..io import atomic_write_text, dumps_strict
@@ -36,10 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=STRATEGIES, default="mean", help="clip -> video aggregation (default mean)")
     p.add_argument("--threshold", type=float, default=0.5, help="FAKE when the probability is >= this (default 0.5)")
     p.add_argument("--crop-size", type=int, help="side the face squares are first resized to, as extract_faces.py "
-                                                 "--size of the training data (default: the model's img_size)")
-    add_detection_arguments(p)
+                                                 "--size of the training data (default: as the model's training "
+                                                 "faces, else the model's img_size)")
+    p.add_argument("--store-format", choices=FORMATS,
+                   help="encode each face crop as an extract_faces.py --format store keeps it (tar / jpg: JPEG "
+                        "quality 95; png / npy: lossless), so the model sees crops like its training crops "
+                        "(default: the training store's, else lossless)")
+    add_detection_arguments(p, from_training=True)
     p.add_argument("--quiet", action="store_true", help="no progress line per video on stderr")
     return p
+
+
+def _given(**options) -> dict:
+    """The face options set on the command line; the others come from the checkpoint's training extraction."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _output_problem(path: Path, what: str, want_dir: bool) -> str | None:
@@ -91,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             detector = Detector.from_checkpoint(
                 args.checkpoint, args.device, clips=args.clips, stride=args.stride, crop_size=args.crop_size,
                 batch_size=args.batch_size, strategy=args.strategy, threshold=args.threshold,
-                detect_max_side=args.detect_max_side, min_face_size=args.min_face, thresholds=args.thresholds,
-                crop_scale=args.crop_scale, video_backend=args.backend)
+                video_backend=args.backend, **_given(detect_max_side=args.detect_max_side,
+                                                     min_face_size=args.min_face, thresholds=args.thresholds,
+                                                     crop_scale=args.crop_scale, store=args.store_format))
         except (FileNotFoundError, ValueError, BackendUnavailable) as e:
             return fail(e)
         for raw in args.inputs:

@@ -50,6 +50,7 @@ class FaceVideo:
     split: str | None = None  # a video list's fixed split
     container: Container | None = None
     spans: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)
+    params: dict | None = field(default=None, compare=False, repr=False)  # the extraction's (same for a whole root)
 
     def num_crops(self) -> int:
         return sum(len(s) for s in self.segments)
@@ -148,7 +149,7 @@ def scan_extraction(root: str | Path, num_frames: int, frame_step: int,
             label=int(row["label"]), dir=folder, segments=segments, dataset=row["dataset"],
             method=row["method"], compression=row["compression"], video_id=row["video_id"], part=row["part"],
             original=row["original"], group=row.get("group"), split=row.get("split"),
-            container=container_of(folder, row), spans=spans))
+            container=container_of(folder, row), spans=spans, params=params))
     return videos, counts
 
 
@@ -226,6 +227,12 @@ class FaceClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def extraction(self) -> dict | None:
+        """The parameters the crops were extracted with (crop size and scale, store format, face detector), as the
+        manifests record them; recorded in training checkpoints so that inference crops faces the same way."""
+        return self.videos[0].params if self.videos else None
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
         v, seg, start = self.items[index]

@@ -393,7 +393,8 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
               scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
               state=TrainState(), updates_per_epoch=updates_per_epoch, total_updates=total_updates,
               meta={"version": __version__, "git": git_revision(), "torch": str(torch.__version__),
-                    "device": str(device), "world_size": dist.world_size, "data_manifest_sha256": data_meta["sha256"]},
+                    "device": str(device), "world_size": dist.world_size, "data_manifest_sha256": data_meta["sha256"],
+                    "extraction": getattr(datasets["train"], "extraction", None)},
               data_sha256=data_meta["sha256"], batch_transform=_batch_transform(cfg, model),
               lazy=t.host_sync == "log" or (t.host_sync == "auto" and device.type == "cuda"))
     if resume is not None:

@@ -76,17 +76,40 @@ def strip_decoder(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {k: v for k, v in state_dict.items() if not k.startswith("decoder.")}
 
 
-def load_inference_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
-    """Encoder + head from a training checkpoint, in eval mode; decoder weights are not needed.
-
-    ``path``: a training checkpoint or a detector exported as safetensors (:func:`save_detector`).
-    Returns ``(encoder, config)``; ``encoder(x)`` gives logits.
-    """
-    from .build import build_encoder
-
+def read_inference_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """A training checkpoint, or a detector exported as safetensors (:func:`save_detector`), as a dict with at least
+    ``config`` and ``model``; :class:`CheckpointError` (one line) for anything else."""
     ckpt = read_detector(path, map_location) if is_detector_file(path) else load_checkpoint(path, map_location)
     if "config" not in ckpt or not isinstance(ckpt.get("model"), dict):
         raise CheckpointError(f"{path}: not a deepfake_ssat checkpoint (needs 'config' and 'model' entries)")
+    return ckpt
+
+
+def training_extraction(ckpt: dict, path: str | os.PathLike) -> dict | None:
+    """The face-extraction parameters of the store the model was trained on (crop size and scale, store format,
+    face detector settings), as a checkpoint's ``meta`` or an exported detector's ``preprocessing`` records them;
+    None when unknown (an image model, or a checkpoint written before they were recorded).
+    :class:`CheckpointError` naming ``path`` when they are not plain JSON data."""
+    for holder in (ckpt.get("meta"), ckpt.get("preprocessing")):
+        extraction = holder.get("extraction") if isinstance(holder, dict) else None
+        if extraction is None:
+            continue
+        try:
+            if isinstance(extraction, dict) and json.loads(json.dumps(extraction)) == extraction:
+                return extraction
+        except (TypeError, ValueError):
+            pass
+        raise CheckpointError(f"{path}: its recorded extraction parameters are not a plain mapping; re-save the "
+                              f"checkpoint without meta.extraction or pass the face options explicitly")
+    return None
+
+
+def inference_model(ckpt: dict, path: str | os.PathLike,
+                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
+    """Encoder + head of a checkpoint read by :func:`read_inference_checkpoint` (``path`` names it in errors), in
+    eval mode; decoder weights are not needed. Returns ``(encoder, config)``; ``encoder(x)`` gives logits."""
+    from .build import build_encoder
+
     cfg = config_from_dict(ckpt["config"], source=str(path))
     encoder_state = {k[len("encoder."):]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
     head = next((k for k in CLASSIFIER_WEIGHTS if k in encoder_state), None)
@@ -101,3 +124,9 @@ def load_inference_model(path: str | os.PathLike, map_location: str | torch.devi
         raise CheckpointError(f"{path}: its weights do not fit model {cfg.model.name!r} as its config describes "
                               f"({first_line(e, 160)})") from None
     return encoder.eval().to(map_location), cfg
+
+
+def load_inference_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
+    """Encoder + head from a training checkpoint or an exported detector, in eval mode (decoder weights are not
+    needed): :func:`inference_model` of :func:`read_inference_checkpoint`. Returns ``(encoder, config)``."""
+    return inference_model(read_inference_checkpoint(path, map_location), path, map_location)

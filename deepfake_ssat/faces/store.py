@@ -66,10 +66,10 @@ def write_crops(folder: Path, store: str, crops: list[tuple[str, np.ndarray]]) -
         return None, [{"file": f"{stem}.{image_format}"} for stem, _ in crops]
     path = folder / CONTAINERS[store]
     if store == "tar":
-        members, quality = [], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        members = []
         for stem, crop in crops:
-            ok, data = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), quality)
-            if not ok:
+            data = _encode_jpeg(crop)
+            if data is None:
                 raise OSError(f"{path}: cannot encode crop {stem} as JPEG")
             members.append((f"{stem}.jpg", data.tobytes()))
         entries: list[dict] = []
@@ -79,6 +79,30 @@ def write_crops(folder: Path, store: str, crops: list[tuple[str, np.ndarray]]) -
     atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
     start, size = path.stat().st_size - array.nbytes, array[0].nbytes
     return path.name, [{"file": stem, "offset": start + i * size, "size": size} for i, (stem, _) in enumerate(crops)]
+
+
+def _encode_jpeg(crop: np.ndarray) -> np.ndarray | None:
+    """A crop [S, S, 3] uint8 RGB as the store's JPEG bytes (quality 95, OpenCV's encoder as ``cv2.imwrite``)."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return data if ok else None
+
+
+def as_stored(crop: np.ndarray, store: str) -> np.ndarray:
+    """A face crop [S, S, 3] uint8 RGB exactly as a reader of a ``store`` format store gets it back: ``tar`` and
+    ``jpg`` keep JPEG (quality 95) crops, ``png`` and ``npy`` lossless ones. The video detector passes its crops
+    through this, so a model sees at inference the crops it was trained on."""
+    if _MEMBER_FORMAT[store] != "jpg":
+        return crop
+    data = _encode_jpeg(crop)
+    if data is None:
+        raise ValueError(f"cannot encode a {crop.shape} {crop.dtype} crop as JPEG")
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def store_format(params: dict) -> str:
+    """The ``--format`` an extraction's ``params`` (as its manifests record them) name: ``store`` for a
+    container, else the crops' ``image_format`` (``png`` / ``jpg``, or ``png`` for stores older than the field)."""
+    return params.get("store") or params.get("image_format") or "png"
 
 
 def _write_tar(f: BinaryIO, members: list[tuple[str, bytes]]) -> list[dict]:

@@ -24,6 +24,7 @@ from ..faces.detect import FaceDetector, link_tracks, main_track, square_crop_bo
 from ..faces.extract import ExtractionParams
 from ..faces.video import VideoFailure, open_video
 from ..faces.sampling import SamplingPolicy
+from ..faces.store import FORMATS, as_stored, store_format
 from ..models.encoder import Encoder
 from ..runcli import first_line
 from .annotate import write_strip
@@ -58,14 +59,47 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return paths
 
 
+_FACE_INTS = ("detect_max_side", "min_face_size", "crop_size")
+
+
+def training_params(extraction: dict | None, source: str | Path) -> dict:
+    """:class:`ExtractionParams` fields (face detector settings, ``crop_scale``, ``crop_size``, ``store``) from the
+    extraction parameters a checkpoint records (:func:`~deepfake_ssat.engine.weights.training_extraction`; those
+    present), for cropping faces as the training data was. Unknown (None): lossless crops, ``store="png"``.
+    ValueError naming ``source`` and the key for a value of the wrong type."""
+    if extraction is None:
+        return {"store": "png"}
+    face: dict = {}
+    for key in (*_FACE_INTS, "crop_scale", "thresholds"):
+        if key not in extraction:
+            continue
+        value = extraction[key]
+        if key in _FACE_INTS:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif key == "crop_scale":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)
+            value = tuple(value) if ok else value
+        if not ok:
+            raise ValueError(f"{source}: extraction parameter {key}={value!r} in the checkpoint is not valid")
+        face[key] = value
+    store = store_format(extraction)
+    if store not in FORMATS:
+        raise ValueError(f"{source}: extraction parameter store={store!r} in the checkpoint is not one of {FORMATS}")
+    return {**face, "store": store}
+
+
 class Detector:
     """A face-clip classifier and its face pipeline: video file -> fake probability.
 
     ``encoder(x [B, 3, T, S, S]) -> logits [B, 2]``, class 1 = fake, with ``S = img_size`` and
     ``T = num_frames``. ``params.sampling`` must be clip mode with ``clip_len == num_frames``;
     ``params.crop_size`` is the side the crops are first resized to (the extraction's ``--size``),
-    then resized to ``img_size`` as the training dataset does when the two differ. The main face
-    track is always used (``params.keep`` and ``params.store`` do not apply).
+    then resized to ``img_size`` as the training dataset does when the two differ; in between, each crop
+    is encoded as ``params.store`` keeps it (:func:`~deepfake_ssat.faces.store.as_stored`: JPEG quality 95
+    for ``tar`` / ``jpg``; ``params=None``: lossless), so that the model sees the crops it was trained on.
+    The main face track is always used (``params.keep`` does not apply).
     """
 
     def __init__(self, encoder: Encoder, img_size: int, num_frames: int, device: str | torch.device = "cpu",
@@ -75,7 +109,7 @@ class Detector:
         self.encoder = encoder.eval().to(self.device)
         self.img_size, self.num_frames = img_size, num_frames
         self.params = params or ExtractionParams(SamplingPolicy(clips=4, clip_len=num_frames, stride=2),
-                                                 crop_size=img_size)
+                                                 crop_size=img_size, store="png")
         sampling = self.params.sampling
         if not sampling.clips or sampling.clip_len != num_frames:
             raise ValueError(f"sampling must be clips of the model's {num_frames} frames, got {sampling.to_dict()}")
@@ -91,24 +125,29 @@ class Detector:
     def from_checkpoint(cls, path: str | Path, device: str = "auto", *, clips: int = 4, stride: int = 2,
                         crop_size: int | None = None, batch_size: int = 8, strategy: str = "mean",
                         threshold: float = 0.5, **extraction) -> "Detector":
-        """A detector from a training checkpoint (decoder weights are not needed).
+        """A detector from a training checkpoint or an exported detector (decoder weights are not needed).
 
-        ``clips`` x model ``num_frames`` frames ``stride`` apart are sampled per video; ``crop_size``
-        defaults to the model's ``img_size`` (one resize); ``extraction``: other
-        :class:`ExtractionParams` fields (``detect_max_side``, ``min_face_size``, ``thresholds``,
-        ``crop_scale``). Raises FileNotFoundError / ValueError for a missing or unusable checkpoint.
+        Faces are found and cropped as for the model's training data: the face detector settings, crop scale,
+        crop size and store format that the checkpoint records (:func:`training_params`; a checkpoint without
+        them: the defaults, crops of the model's ``img_size``, lossless). ``clips`` x model ``num_frames`` frames
+        ``stride`` apart are sampled per video; ``crop_size`` and ``extraction`` (other :class:`ExtractionParams`
+        fields: ``detect_max_side``, ``min_face_size``, ``thresholds``, ``crop_scale``, ``store``) override.
+        Raises FileNotFoundError / ValueError for a missing or unusable checkpoint.
         """
-        from ..engine.weights import load_inference_model
+        from ..engine.weights import inference_model, read_inference_checkpoint, training_extraction
 
         if clips < 1:
             raise ValueError(f"clips must be >= 1, got {clips}")
         torch_device = resolve_device(device)
-        encoder, cfg = load_inference_model(path, "cpu")
+        ckpt = read_inference_checkpoint(path, "cpu")
+        encoder, cfg = inference_model(ckpt, path)
         if encoder.num_classes != 2:
             raise ValueError(f"{path}: the head has {encoder.num_classes} classes; a real/fake detector needs 2")
         img_size, num_frames = model_geometry(encoder, cfg)
-        params = ExtractionParams(SamplingPolicy(clips=clips, clip_len=num_frames, stride=stride),
-                                  crop_size=crop_size or img_size, **extraction)
+        face = {"crop_size": img_size, **training_params(training_extraction(ckpt, path), path), **extraction}
+        if crop_size:
+            face["crop_size"] = crop_size
+        params = ExtractionParams(SamplingPolicy(clips=clips, clip_len=num_frames, stride=stride), **face)
         return cls(encoder, img_size, num_frames, torch_device, params, batch_size, strategy, threshold)
 
     # ------------------------------------------------------------------------------------------ API
@@ -197,8 +236,8 @@ class Detector:
         """
         height, width = frame.shape[:2]
         x1, y1, x2, y2 = square_crop_box(box, self.params.crop_scale, width, height)
-        crop = resized_crop(frame[None], self.params.crop_size, (x1, y1, x2 - x1, y2 - y1), flip=False)
-        return centre_resize(crop, self.img_size)[0]
+        crop = resized_crop(frame[None], self.params.crop_size, (x1, y1, x2 - x1, y2 - y1), flip=False)[0]
+        return centre_resize(as_stored(crop, self.params.store)[None], self.img_size)[0]
 
     def _predict(self, path: Path, annotate: Path | None) -> dict:
         with open_video(path, self.params.video_backend) as video:
