@@ -1,7 +1,7 @@
 """CUDA paths (issue 14): run when a GPU is visible, skipped without one (the CPU paths are tested elsewhere).
 
-bf16 autocast training of image and video models (finite losses, resume exact up to bf16), the face detector and
-extraction on CUDA against the CPU, torchrun on NCCL with one process, and torch.compile against eager.
+bf16 autocast training of image and video models (finite losses, resume exact up to bf16), the face detector,
+extraction and predict on CUDA against the CPU, torchrun on NCCL with one process, and torch.compile against eager.
 """
 import copy
 import json
@@ -53,6 +53,27 @@ def test_detector_on_cuda_matches_cpu_boxes():
     for c, g in zip(cpu, gpu):
         assert len(c.boxes) == len(g.boxes) >= 1
         assert np.abs(np.asarray(c.boxes) - np.asarray(g.boxes)).max() < 2.0  # pixels
+
+
+def test_predict_on_cuda_matches_cpu(tmp_path):
+    """tools/predict.py's Detector on CUDA (MTCNN and the model, bf16 autocast) vs the CPU on one real-face video."""
+    from deepfake_ssat.config import config_to_dict
+    from deepfake_ssat.engine.build import build_model
+    from deepfake_ssat.engine.checkpoint import save_checkpoint
+    from deepfake_ssat.faces.synthetic import FacePath, write_face_video
+    from deepfake_ssat.inference import Detector
+
+    cfg = load_config("video/tiny/dfdc_videomae_scratch")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, {"model": build_model(cfg, 2).state_dict(), "config": config_to_dict(cfg), "meta": {}})
+    video = tmp_path / "face.mp4"
+    write_face_video(video, 320, 240, 40, [FacePath(10, 5, 0.5, 80, 40, 0.6)])
+    cpu, gpu = (Detector.from_checkpoint(ckpt, device, min_face_size=20, crop_size=48).predict_video(video)
+                for device in ("cpu", "cuda"))
+    assert cpu["status"] == gpu["status"] == "ok" and cpu["frames"] == gpu["frames"]
+    assert np.abs(np.asarray(cpu["boxes"]) - np.asarray(gpu["boxes"])).max() < 2.0  # pixels
+    np.testing.assert_allclose(gpu["per_clip"], cpu["per_clip"], rtol=0, atol=0.03)  # bf16 on the GPU
 
 
 def test_extraction_on_cuda_matches_cpu(tmp_path):

@@ -93,8 +93,9 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     test_pairs = json.loads((splits / "test.json").read_text())
     a, b = test_pairs[0]
     video = roots["ffpp"] / "manipulated_sequences" / "FaceSwap" / "c23" / "videos" / f"{a}_{b}.mp4"
-    # the same crop geometry as the extraction above (48 px squares, faces from 20 px)
-    prediction = Detector.from_checkpoint(checkpoint, crop_size=48, min_face_size=20).predict_video(
+    # faces found and cropped as the checkpoint's training faces were (its recorded extraction: 48 px squares,
+    # faces from 20 px, JPEG crops of a tar store)
+    prediction = Detector.from_checkpoint(checkpoint).predict_video(
         video, annotate=out / "prediction.png")
     stage("predict")
 
