@@ -52,13 +52,14 @@ def detector_preprocessing(img_size: int, num_frames: int, crop_scale: float, ex
     from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from .faces.store import JPEG_QUALITY, store_format
 
-    jpeg = extraction is not None and store_format(extraction) in ("tar", "jpg")
+    crop = "square of side max(w, h) x crop_scale centred on the face box, resized to img_size"
+    if extraction is not None and "crop_size" in extraction:
+        jpeg = store_format(extraction) in ("tar", "jpg")
+        crop = ("square of side max(w, h) x crop_scale centred on the face box, resized to extraction.crop_size"
+                + (f", JPEG-encoded at quality {JPEG_QUALITY} and decoded" if jpeg else "") + ", then to img_size")
     return {"input": "clips [B, 3, T, S, S] float32 RGB: uint8 / 255, then (x - mean) / std per channel",
             "img_size": img_size, "num_frames": num_frames, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-            "face_detector": "facenet-pytorch MTCNN", "crop_scale": crop_scale,
-            "crop": "square of side max(w, h) x crop_scale centred on the face box, resized to the extraction's "
-                    "crop_size" + (f", JPEG-encoded at quality {JPEG_QUALITY} and decoded" if jpeg else "")
-                    + ", then resized to img_size",
+            "face_detector": "facenet-pytorch MTCNN", "crop_scale": crop_scale, "crop": crop,
             "extraction": extraction,
             "output": "logits [B, 2]; softmax(logits)[:, 1] = fake probability", "labels": ["REAL", "FAKE"]}
 
