@@ -302,11 +302,14 @@ def test_loader_and_store_benchmarks(tmp_path, capsys):
     from deepfake_ssat.bench.loader import format_loader, run_loader_benchmark
     from deepfake_ssat.commands.benchmark import main as bench_main
 
-    result = run_loader_benchmark(videos=2, frames=8, crop_size=32, img_size=32, clip_len=4, clips=4, repeats=1)
+    result = run_loader_benchmark(videos=2, frames=8, crop_size=32, img_size=32, clip_len=4, clips=4, repeats=1,
+                                  workers=(1,))
     assert set(result["formats"]) == set(FORMATS) and result["default_format"] == "tar"
     for r in result["formats"].values():
         assert r["loader_over_decode"] > 0 and r["clips_per_s_per_worker"] > 0 and r["bytes_per_video"] > 0
     assert result["met"] in (True, False) and "tar" in format_loader(result)
+    assert set(result["dataloader_clips_per_s"]) == {"1"} and result["dataloader_clips_per_s"]["1"] > 0
+    assert "DataLoader 1 workers" in format_loader(result)
     assert bench_main(["store", "--videos", "30", "--frames", "4", "--crop-size", "16", "--repeats", "1",
                        "--json"]) == 0
     store = json.loads(capsys.readouterr().out)

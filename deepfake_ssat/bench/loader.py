@@ -4,9 +4,14 @@ Per store format (``tar``, ``npy``, ``png``, ``jpg``), over a synthetic extracti
 clips' crops as RGB arrays (the decode floor: :func:`~deepfake_ssat.data.faceclips.read_clip` of consecutive
 16-frame clips) vs :class:`~deepfake_ssat.data.faceclips.FaceClipDataset` items (augmentation, normalisation,
 ``(C, T, H, W)`` tensors, float or uint8) read one at a time, as a worker does. P5 = loader ÷ decode frames/s.
+
+Then, for the default format, what a GPU step sees: a ``DataLoader`` of 1, 2, ... workers (the trainer's settings:
+persistent workers, :func:`~deepfake_ssat.data.workers.init_worker`, uint8 clips) delivering batches of 16
+augmented clips to the main process, in clips/s.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -14,11 +19,12 @@ from typing import Any, Callable
 
 import cv2
 import torch
+from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..data.faceclips import FaceClipDataset, read_clip, scan_extraction
 from ..data.sampling import EpochSampler, SeededItems
-from ..data.workers import retain_freed_memory
+from ..data.workers import init_worker, retain_freed_memory
 from ..faces.store import DEFAULT_FORMAT, FORMATS
 from .common import write_synthetic_extraction
 
@@ -56,6 +62,33 @@ def _load_rate(dataset: FaceClipDataset, clips: int) -> Callable[[], float]:
     return run
 
 
+def _workers_rate(dataset: FaceClipDataset, workers: int, batch_size: int, batches: int) -> float:
+    """Clips/s a ``DataLoader`` of ``workers`` processes delivers (after 2 warm-up batches per worker), built as
+    the trainer builds its loader."""
+    warmup = 2 * workers
+    keys = [(n % len(dataset), n) for n in range((warmup + batches) * batch_size)]  # (item, augmentation seed)
+    loader = DataLoader(SeededItems(dataset), batch_size=batch_size, sampler=keys, num_workers=workers,
+                        persistent_workers=True, worker_init_fn=init_worker)
+    batches_seen = iter(loader)
+    for _ in range(warmup):
+        next(batches_seen)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(batches_seen)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def measure_workers(store: str, videos: int, frames: int, crop_size: int, img_size: int, clip_len: int,
+                    workers: tuple[int, ...], batch_size: int = 16, batches: int = 16) -> dict[str, float]:
+    """``{workers: clips/s}`` of a training ``DataLoader`` (uint8 clips, augmentation on) over a synthetic store."""
+    with tempfile.TemporaryDirectory(prefix=f"loader-bench-workers-{store}-") as tmp:
+        root = Path(tmp)
+        write_synthetic_extraction(root, videos, frames, crop_size, store)
+        found, _ = scan_extraction(root, clip_len, 1, img_size)
+        dataset = FaceClipDataset(found, img_size, clip_len, train=True, uint8=True)
+        return {str(w): round(_workers_rate(dataset, w, batch_size, batches), 1) for w in workers}
+
+
 def measure_format(store: str, videos: int, frames: int, crop_size: int, img_size: int, clip_len: int, clips: int,
                    repeats: int) -> dict[str, Any]:
     """P5 and store size for one format; decode and loader passes interleaved, best of ``repeats`` each."""
@@ -85,12 +118,13 @@ def measure_format(store: str, videos: int, frames: int, crop_size: int, img_siz
 
 def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224, img_size: int = 224,
                          clip_len: int = 16, formats: tuple[str, ...] = FORMATS, clips: int = 64, repeats: int = 3,
-                         command: str | None = None) -> dict[str, Any]:
+                         workers: tuple[int, ...] | None = None, command: str | None = None) -> dict[str, Any]:
     """Measure P5 for each store format in ``formats`` on temporary synthetic extractions; the JSON-ready result.
 
     ``met``: P5 >= 0.5 for the default format (None when it is not measured), for the worker's job under
     ``data.transfer`` uint8 (the CUDA default: the clip is normalised on the GPU) and, separately, float (``met_float``:
-    the worker normalises too, as on CPUs).
+    the worker normalises too, as on CPUs). ``dataloader_clips_per_s``: ``{workers: clips/s}`` of a training
+    DataLoader over the default format, for each count in ``workers`` (default 1 .. the CPU count; () skips it).
     """
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -98,12 +132,16 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
     results = {store: measure_format(store, videos, frames, crop_size, img_size, clip_len, clips, repeats)
                for store in formats}
     default = results.get(DEFAULT_FORMAT)
+    workers = tuple(range(1, max(os.cpu_count() or 1, 1) + 1)) if workers is None else workers
+    loaders = None if default is None or not workers else \
+        measure_workers(DEFAULT_FORMAT, videos, frames, crop_size, img_size, clip_len, workers)
     return {
         "benchmark": "loader", "version": __version__, "command": command,
         "setup": {"videos": videos, "crops_per_video": frames, "crop_size": crop_size, "img_size": img_size,
                   "clip_len": clip_len, "augment": True, "clips_per_pass": clips, "repeats": repeats, "threads": 1,
                   "worker_retains_freed_memory": retained},
         "formats": results, "default_format": DEFAULT_FORMAT,
+        "dataloader_clips_per_s": loaders, "dataloader_batch_size": 16,
         "goal": {"loader_over_decode": f">= {GOAL} for the default format"},
         "met": None if default is None else default["uint8_loader_over_decode"] >= GOAL,
         "met_float": None if default is None else default["loader_over_decode"] >= GOAL,
@@ -112,10 +150,13 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
 
 def format_loader(result: dict[str, Any]) -> str:
     """One-line text summary of :func:`run_loader_benchmark`."""
-    setup = result["setup"]
-    return f"P5 loader/decode (goal >= {GOAL} for {result['default_format']}), {setup['clip_len']}x" \
+    setup, loaders = result["setup"], result["dataloader_clips_per_s"]
+    text = f"P5 loader/decode (goal >= {GOAL} for {result['default_format']}), {setup['clip_len']}x" \
            f"{setup['img_size']}^2 augmented clips: " + "; ".join(
                f"{store} {r['uint8_loader_over_decode']:.2f} uint8 / {r['loader_over_decode']:.2f} float "
                f"({r['uint8_clips_per_s_per_worker']:.1f} / {r['clips_per_s_per_worker']:.1f} clips/s per worker, "
                f"decode {r['decode_frames_per_s']:.0f} frames/s, {r['bytes_per_video'] / 1e6:.2f} MB/video)"
                for store, r in result["formats"].items())
+    if loaders:
+        text += "; DataLoader " + ", ".join(f"{w} workers {rate:.0f}" for w, rate in loaders.items()) + " clips/s"
+    return text

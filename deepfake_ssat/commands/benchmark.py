@@ -59,7 +59,8 @@ def _loader(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
     formats = FORMATS if args.format is None else (args.format,)
     return run_loader_benchmark(videos=args.videos, frames=args.frames, crop_size=args.crop_size,
                                 img_size=args.img_size, clip_len=args.clip_len, formats=formats, clips=args.clips,
-                                repeats=args.repeats, command=command), format_loader
+                                repeats=args.repeats, workers=None if args.workers is None else tuple(args.workers),
+                                command=command), format_loader
 
 
 def _train(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
@@ -137,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--format", choices=FORMATS, help="one store format (default: each of them)")
     d.add_argument("--clips", type=int, default=64, help="clips per timed pass (default 64)")
     d.add_argument("--repeats", type=int, default=3, help="timed passes, best kept (default 3)")
+    d.add_argument("--workers", type=int, nargs="*", metavar="N",
+                   help="DataLoader worker counts to measure on the default format (default 1 .. the CPU count; "
+                        "none: skip)")
 
     s = _sub_command(sub, "store", _store, "start-up on a synthetic face store: scan with the index vs walking "
                                            "every manifest, and bytes per video per format")
