@@ -24,3 +24,4 @@ step model 240 python3 tools/benchmark.py model --device cuda --models small,bas
 step train 180 python3 tools/benchmark.py train --device cuda --config video/dfdc_videomae_095 --batch 16 \
     --num-workers 8 --steps 30 --warmup 5 --json
 step cuda_tests 240 python3 -m pytest -q -ra -m cuda tests/test_cuda.py
+step loader 120 python3 tools/benchmark.py loader --format tar --workers 1 4 8 12 --json  # the node's CPUs: >= 200 clips/s?
