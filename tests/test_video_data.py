@@ -253,3 +253,25 @@ def test_loader_workers_reuse_clip_memory(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         faults[mode] = float(done.stdout.split()[-1])
     assert faults["default"] > 300 and faults["worker"] < 30, faults
+
+
+def test_loader_workers_start_after_opencv_ran_in_the_parent():
+    """init_worker in workers forked from a process whose OpenCV thread pool has run (the trainer's case: the
+    datasets were read first). Changing OpenCV's thread count there deadlocks; init_worker must not."""
+    from torch.utils.data import DataLoader
+
+    from deepfake_ssat.data.workers import init_worker
+
+    big = np.zeros((1500, 1500, 3), np.uint8)
+    for _ in range(3):
+        cv2.resize(big, (2500, 2500))  # multi-threaded in OpenCV: its pool now exists in this process
+
+    class Resized(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.from_numpy(cv2.resize(big, (64, 64)))
+
+    loader = DataLoader(Resized(), batch_size=2, num_workers=2, worker_init_fn=init_worker, timeout=60)
+    assert [tuple(b.shape) for b in loader] == [(2, 64, 64, 3)] * 2

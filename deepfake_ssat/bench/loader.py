@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from .. import __version__
 from ..data.faceclips import FaceClipDataset, read_clip, scan_extraction
 from ..data.sampling import EpochSampler, SeededItems
-from ..data.workers import init_worker, retain_freed_memory
+from ..data.workers import init_worker, tune_malloc
 from ..faces.store import DEFAULT_FORMAT, FORMATS
 from .common import write_synthetic_extraction
 
@@ -128,7 +128,7 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
     """
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    retained = retain_freed_memory()  # this process plays one loader worker: init_worker's allocator setting
+    retained = tune_malloc()["tuned"]  # this process plays one loader worker: init_worker's allocator setting
     results = {store: measure_format(store, videos, frames, crop_size, img_size, clip_len, clips, repeats)
                for store in formats}
     default = results.get(DEFAULT_FORMAT)

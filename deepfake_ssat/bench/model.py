@@ -442,7 +442,7 @@ def run_model_benchmark(
     The matmul throughput is measured before and after the models; P2 divides by the higher
     median of the two (the more demanding reference); ``mfu`` per model and variant = its step FLOP/s ÷ that
     reference (on CUDA: bf16 autocast steps, fused AdamW, bf16 matmul). ``malloc`` (what
-    :func:`~deepfake_ssat.engine.runtime.tune_malloc` returned, if the caller ran it) is recorded as is.
+    :func:`~deepfake_ssat.data.workers.tune_malloc` returned, if the caller ran it) is recorded as is.
     """
     start = time.perf_counter()
     load_start = _loadavg()

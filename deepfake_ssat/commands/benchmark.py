@@ -37,7 +37,7 @@ def _csv(kind: type[T]) -> Callable[[str], list[T]]:
 
 def _model(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
     from ..bench.model import format_summary, run_model_benchmark
-    from ..engine.runtime import tune_malloc
+    from ..data.workers import tune_malloc
 
     malloc = None if args.default_malloc else tune_malloc()
     return run_model_benchmark(
@@ -65,7 +65,7 @@ def _loader(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
 
 def _train(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
     from ..bench.train import format_train, run_train_benchmark
-    from ..engine.runtime import tune_malloc
+    from ..data.workers import tune_malloc
 
     tune_malloc()
     return run_train_benchmark(config=args.config, device=args.device, steps=args.steps, warmup=args.warmup,

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo; data are reused)")
     parser.add_argument("--quick", action="store_true", help="smallest data and 1-2 epochs (a smoke test)")
     args = parser.parse_args(argv)
-    from ..engine.runtime import tune_malloc
+    from ..data.workers import tune_malloc
 
     tune_malloc()
     start = time.perf_counter()

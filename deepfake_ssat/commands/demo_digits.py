@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override both configs' epochs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from ..engine.runtime import tune_malloc
+    from ..data.workers import tune_malloc
     tune_malloc()
     out = Path(args.out) if args.out else Path("runs/demo_digits") / time.strftime("%Y%m%d-%H%M%S")
     rows = run_digits_demo(out, args.epochs, args.seed)

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/digits_study", help="default runs/digits_study")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    from ..engine.runtime import tune_malloc
+    from ..data.workers import tune_malloc
     tune_malloc()
     try:
         seeds = [int(v) for v in args.seeds.split(",") if v.strip()]

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..config import ConfigError, find_config
     from ..engine.pretrained import PretrainedError
-    from ..engine.runtime import resolve_device, tune_malloc
+    from ..data.workers import tune_malloc
+    from ..engine.runtime import resolve_device
     from ..engine.trainer import TrainingDiverged
     from ..runcli import fail, interrupted, tool_command
     from ..eval.ffpp import cross_manipulation, write_table, zero_shot

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     from ..config import ConfigError
-    from ..engine.runtime import resolve_device, tune_malloc
+    from ..data.workers import tune_malloc
+    from ..engine.runtime import resolve_device
     from ..eval.crossdata import celebdf_test_list, eval_sets, evaluate, load_detector, pair_roots, read_table, \
         write_table
     from ..runcli import fail, interrupted, tool_command

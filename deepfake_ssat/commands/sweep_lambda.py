@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="default runs/sweep_lambda/<config-name>")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    from ..engine.runtime import tune_malloc
+    from ..data.workers import tune_malloc
     tune_malloc()
     try:
         lams = [float(v) for v in args.lams.split(",") if v.strip()]

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ..engine import TrainingDiverged, fit, load_checkpoint
-    from ..engine.runtime import tune_malloc
+    from ..data.workers import tune_malloc
     from ..engine.trainer import TrainingInterrupted, carry_best
     tune_malloc()  # CPU steps otherwise re-fault freed activation memory every step
     try:

@@ -1,34 +1,48 @@
-"""Loader worker process set-up: ``DataLoader(..., worker_init_fn=init_worker)``.
+"""Process memory and threads of the loaders: :func:`tune_malloc` and ``DataLoader(worker_init_fn=init_worker)``.
 
 A face-clip item passes through several multi-megabyte arrays (decoded crops, the resized crop, each
-augmentation's output: 2.4 MB each at 16 x 224^2). glibc serves blocks that large from fresh ``mmap`` pages and
-returns them on free, so every item faults in its memory again: ~1,100 page faults, about 1.5 ms of a ~10 ms clip.
-Raising glibc's mmap and trim thresholds in the worker keeps that memory in the worker's heap, reused item after
-item. Only the loader workers are changed, never the training process. Each worker also runs OpenCV on one thread:
-with 8 workers on a 16-core node, OpenCV's own thread pools would otherwise oversubscribe the cores.
+augmentation's output: 2.4 MB each at 16 x 224^2), and a CPU train step through larger activations. glibc serves
+blocks that large from fresh ``mmap`` pages and returns them on free, so every item (every step) faults its memory in
+again: ~1,100-1,700 page faults, about 1-1.5 ms of a ~10 ms clip. :func:`tune_malloc` keeps that memory in the
+process. The CLIs call it in the main process; :func:`init_worker` calls it in each loader worker too (a worker
+started by ``fork`` inherits the setting, one started by ``spawn`` / ``forkserver`` -- Python 3.14's default -- does
+not).
 """
 from __future__ import annotations
 
-import ctypes
-import platform
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h> mallopt parameters
+import sys
+from typing import Any
 
 
-def retain_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 64 << 20) -> bool:
-    """glibc: allocate blocks below ``mmap_threshold`` bytes from the heap and keep up to ``trim_threshold`` bytes of
-    freed heap for reuse (process-wide). True when both are set; False where the C library is not glibc."""
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    libc = ctypes.CDLL(None)
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
-                                                                                     trim_threshold))
+def tune_malloc(mmap_threshold: int = 32 * 2 ** 20) -> dict[str, Any]:
+    """Keep freed activation memory in the process (glibc): fixed mmap threshold, no heap trimming.
+
+    By default glibc returns large freed blocks to the OS and the next step faults them in again
+    (zeroed pages: kernel time). ``mallopt(M_MMAP_THRESHOLD, 32 MiB)`` + ``mallopt(M_TRIM_THRESHOLD,
+    max)`` keeps them. Process-wide and irreversible. Returns what was set, or why nothing was.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or not name:
+        return {"tuned": False, "why": "glibc mallopt unavailable on this platform"}
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = (libc.mallopt(m_mmap_threshold, ctypes.c_int(mmap_threshold)) == 1
+              and libc.mallopt(m_trim_threshold, ctypes.c_int(2 ** 31 - 1)) == 1)
+    except (OSError, AttributeError) as e:
+        return {"tuned": False, "why": f"mallopt failed: {e}"}
+    if not ok:
+        return {"tuned": False, "why": "mallopt returned an error"}
+    return {"tuned": True, "M_MMAP_THRESHOLD": mmap_threshold, "M_TRIM_THRESHOLD": 2 ** 31 - 1}
 
 
 def init_worker(worker_id: int) -> None:
-    """``worker_init_fn`` of the training and evaluation loaders: :func:`retain_freed_memory`, and OpenCV on one
-    thread (the workers are the parallelism; torch already runs single-threaded there)."""
-    import cv2
+    """``worker_init_fn`` of the training and evaluation loaders: :func:`tune_malloc`.
 
-    cv2.setNumThreads(1)
-    retain_freed_memory()
+    OpenCV's thread count is deliberately left alone: ``cv2.setNumThreads`` in a worker forked from a process whose
+    OpenCV thread pool has run deadlocks (tested).
+    """
+    tune_malloc()

@@ -1,13 +1,12 @@
-"""Where and how tensors run: device choice, autocast, and process-level CPU settings.
+"""Where and how tensors run: device choice and autocast (the process memory setting: `deepfake_ssat.data.workers`).
 
 Training, evaluation, analysis and inference all pick their device with :func:`resolve_device` and
 their mixed precision with :func:`autocast` (bf16 / fp16 on CUDA only: bf16 is very slow on CPUs).
 """
 from __future__ import annotations
 
-import sys
 from contextlib import nullcontext
-from typing import Any, ContextManager
+from typing import ContextManager
 
 import torch
 
@@ -43,28 +42,3 @@ def amp_dtype(amp: str, device: torch.device, what: str = "train.amp") -> torch.
 def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
     """``torch.autocast`` to ``dtype`` on ``device``, or a no-op context for None."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
-def tune_malloc(mmap_threshold: int = 32 * 2 ** 20) -> dict[str, Any]:
-    """Keep freed activation memory in the process (glibc): fixed mmap threshold, no heap trimming.
-
-    By default glibc returns large freed blocks to the OS and the next step faults them in again
-    (zeroed pages: kernel time). ``mallopt(M_MMAP_THRESHOLD, 32 MiB)`` + ``mallopt(M_TRIM_THRESHOLD,
-    max)`` keeps them. Process-wide and irreversible. Returns what was set, or why nothing was.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if sys.platform != "linux" or not name:
-        return {"tuned": False, "why": "glibc mallopt unavailable on this platform"}
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = (libc.mallopt(m_mmap_threshold, ctypes.c_int(mmap_threshold)) == 1
-              and libc.mallopt(m_trim_threshold, ctypes.c_int(2 ** 31 - 1)) == 1)
-    except (OSError, AttributeError) as e:
-        return {"tuned": False, "why": f"mallopt failed: {e}"}
-    if not ok:
-        return {"tuned": False, "why": "mallopt returned an error"}
-    return {"tuned": True, "M_MMAP_THRESHOLD": mmap_threshold, "M_TRIM_THRESHOLD": 2 ** 31 - 1}

@@ -364,15 +364,19 @@ def write_index(out_root: Path) -> int:
     return len(rows)
 
 
+def _current_rows(out_root: Path) -> list[dict] | None:
+    """The index's rows, or None without a current index (none yet, an older version's, an unreadable one)."""
+    try:
+        return read_index(out_root)
+    except StoreError:
+        return None
+
+
 def open_index(out_root: Path) -> None:
     """Make sure ``out_root`` has a current index before a batch appends its videos to it: a store without one
-    (new, an older version's, an unreadable one) gets it from a walk of its manifests."""
+    gets it from a walk of its manifests."""
     with index_lock(out_root):
-        try:
-            current = read_index(out_root)
-        except StoreError:
-            current = None
-        if current is None:
+        if _current_rows(out_root) is None:
             write_rows(out_root, walk_rows(out_root))
 
 
@@ -385,10 +389,7 @@ def update_index(out_root: Path, dirs: set[str]) -> int:
     walking the whole tree once, so that videos extracted before are kept.
     """
     with index_lock(out_root):
-        try:
-            current = read_index(out_root)
-        except StoreError:
-            current = None
+        current = _current_rows(out_root)
         if current is None:
             rows = walk_rows(out_root)
         else:
