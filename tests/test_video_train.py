@@ -137,7 +137,8 @@ def test_torchrun_with_one_process_runs_the_ddp_path(face_data, tmp_path):
 
 def test_uint8_transfer_trains_exactly_as_float(face_data, tmp_path):
     """data.transfer=uint8 (the CUDA default): clips leave the loader as uint8 and are normalised on the device;
-    the weights come out bit-identical to normalising in the loader."""
+    the weights come out bit-identical to normalising in the loader, and with 2 loader worker processes (augmented
+    clips drawn there, init_worker) bit-identical again."""
     from deepfake_ssat.data import build_face_clips
     from deepfake_ssat.data.transforms import normalize_clips
 
@@ -149,6 +150,8 @@ def test_uint8_transfer_trains_exactly_as_float(face_data, tmp_path):
     opts = ["train.epochs=1", "data.augment=true"]
     fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=float"), tmp_path / "float")
     fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=uint8"), tmp_path / "uint8")
+    fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=uint8", "data.num_workers=2"), tmp_path / "workers")
     a = load_checkpoint(tmp_path / "float" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "uint8" / "last.pt")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    for run in ("uint8", "workers"):
+        b = load_checkpoint(tmp_path / run / "last.pt")["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), run
