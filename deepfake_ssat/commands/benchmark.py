@@ -7,8 +7,10 @@ A sub-command imports its benchmark only when it runs, so ``--help`` loads neith
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
+import sys
 from typing import Any, Callable, TypeVar
 
 from ..faces.store import FORMATS
@@ -175,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     run: Run = args.run
     try:
-        result, summary = run(args, shlex.join(tool_command("benchmark.py", argv)))
+        with contextlib.redirect_stdout(sys.stderr):  # progress lines of the code under test (the trainer's, ...)
+            result, summary = run(args, shlex.join(tool_command("benchmark.py", argv)))
     except (KeyError, ValueError) as e:  # bad input: an encoder the registry lacks (KeyError), bad sizes
         return fail(e)
-    print(json.dumps(result, indent=2) if args.json else summary(result))
+    print(json.dumps(result, indent=2) if args.json else summary(result))  # stdout: this, and only this
     return 0
