@@ -29,6 +29,7 @@ from ..faces.store import DEFAULT_FORMAT, FORMATS
 from .common import write_synthetic_extraction
 
 GOAL = 0.5  # P5: loader frames/s >= GOAL x decode frames/s, for the default format
+BATCH = 16  # clips per batch of the DataLoader runs
 
 
 def _decode_rate(videos: list, clip_len: int, clips: int) -> Callable[[], float]:
@@ -79,7 +80,7 @@ def _workers_rate(dataset: FaceClipDataset, workers: int, batch_size: int, batch
 
 
 def measure_workers(store: str, videos: int, frames: int, crop_size: int, img_size: int, clip_len: int,
-                    workers: tuple[int, ...], batch_size: int = 16, batches: int = 16) -> dict[str, float]:
+                    workers: tuple[int, ...], batch_size: int = BATCH, batches: int = 16) -> dict[str, float]:
     """``{workers: clips/s}`` of a training ``DataLoader`` (uint8 clips, augmentation on) over a synthetic store."""
     with tempfile.TemporaryDirectory(prefix=f"loader-bench-workers-{store}-") as tmp:
         root = Path(tmp)
@@ -132,7 +133,7 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
     results = {store: measure_format(store, videos, frames, crop_size, img_size, clip_len, clips, repeats)
                for store in formats}
     default = results.get(DEFAULT_FORMAT)
-    workers = tuple(range(1, max(os.cpu_count() or 1, 1) + 1)) if workers is None else workers
+    workers = tuple(range(1, (os.cpu_count() or 1) + 1)) if workers is None else workers
     loaders = None if default is None or not workers else \
         measure_workers(DEFAULT_FORMAT, videos, frames, crop_size, img_size, clip_len, workers)
     return {
@@ -141,7 +142,7 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
                   "clip_len": clip_len, "augment": True, "clips_per_pass": clips, "repeats": repeats, "threads": 1,
                   "worker_retains_freed_memory": retained},
         "formats": results, "default_format": DEFAULT_FORMAT,
-        "dataloader_clips_per_s": loaders, "dataloader_batch_size": 16,
+        "dataloader_clips_per_s": loaders, "dataloader_batch_size": BATCH,
         "goal": {"loader_over_decode": f">= {GOAL} for the default format"},
         "met": None if default is None else default["uint8_loader_over_decode"] >= GOAL,
         "met_float": None if default is None else default["loader_over_decode"] >= GOAL,
