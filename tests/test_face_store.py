@@ -278,6 +278,44 @@ def test_appended_rows_replace_earlier_rows_of_their_folder(tmp_path):
     assert [(r["dir"], r["status"]) for r in read_index(tmp_path)] == [("a", "ok"), ("b", "no_face")]
 
 
+@pytest.mark.parametrize("store", ["png", "tar"])
+def test_a_store_cannot_point_a_reader_outside_it(stores, tmp_path, store):
+    """Stores are shared: an index row (or, without an index, a manifest) naming a folder, container or crop file
+    outside the store is one line naming the index line (or manifest) and what to do; nothing outside is read."""
+    root = tmp_path / store
+    shutil.copytree(stores[store], root)
+    (tmp_path / "secret.png").write_bytes((next(root.rglob("manifest.json")).parent / "manifest.json").read_bytes())
+    good = (root / INDEX_NAME).read_text()
+    first = json.loads(good.splitlines()[0])
+    edits = {"dir": [f"../{root.name}/{first['dir']}", "/etc", f"{first['dir']}/..", "a\\b", 7],
+             "container": ["../../secret.png", "/etc/passwd"] if store == "tar" else [],  # (png: no offsets)
+             "files": [["../../../secret.png"] + first["files"][1:], ["/etc/passwd"], [""], "crop.png"]}
+    for key, values in edits.items():
+        for value in values:
+            line = json.dumps({**first, key: value})
+            (root / INDEX_NAME).write_text(good.replace(good.splitlines()[0], line, 1))
+            with pytest.raises(DatasetError) as error:
+                _scan(root)
+            message = str(error.value)
+            assert message.startswith(f"{root / INDEX_NAME}: line 1: ") and "\n" not in message, message
+            assert f"tools/extract_faces.py --reindex {root}" in message
+    (root / INDEX_NAME).write_text("[1, 2]\n" + good)
+    with pytest.raises(DatasetError, match="line 1 is not an index row"):
+        _scan(root)
+
+    (root / INDEX_NAME).unlink()  # the walk: a manifest's crop file names are checked the same way
+    manifest_path = root / first["dir"] / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["crops"][0]["file"] = "../../../secret.png"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError) as error:
+        _scan(root)
+    assert str(error.value) == (f"{manifest_path}: crop file '../../../secret.png' is not a plain name in its folder; "
+                                f"re-run tools/extract_faces.py on that video")
+    assert extract_main(["--reindex", str(root)]) == 0  # the index a re-index writes leaves that video out
+    assert len(read_index(root)) == 3 and len(_scan(root)) == 3
+
+
 @pytest.mark.parametrize("store", FORMATS)
 def test_as_stored_is_what_a_reader_of_the_store_gets(stores, store):
     """The lossless (png) crops through as_stored(., store) are exactly the crops that store returns: the video

@@ -186,12 +186,38 @@ def index_row(manifest: dict, rel: str) -> dict:
     return row
 
 
+def row_problem(row: object) -> str | None:
+    """Why an index row (or a manifest's :func:`index_row`) cannot be read safely, or None: its ``dir`` must be a
+    relative folder inside the store, its ``container`` one of :data:`CONTAINERS`' names, and each crop file a plain
+    name in that folder. A store may come from someone else: no row may point a reader outside it."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    folder, container, files = row.get("dir"), row.get("container"), row.get("files")
+    if not isinstance(folder, str) or (folder != "." and not _relative_folder(folder)):
+        return f"folder {folder!r} is not a folder inside the store"
+    if container is not None and container not in CONTAINERS.values():
+        return f"container {container!r} is not one of {sorted(CONTAINERS.values())}"
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return "crop files are not a list of names"
+    joined = "".join(files)  # one scan of every name, not one per crop: the index of a large store is long
+    if "/" in joined or "\\" in joined or {"", ".", ".."} & set(files):
+        bad = next(f for f in files if f in ("", ".", "..") or "/" in f or "\\" in f)
+        return f"crop file {bad!r} is not a plain name in its folder"
+    return None
+
+
+def _relative_folder(rel: str) -> bool:
+    """``a/b/c``: relative, POSIX, no empty, ``.`` or ``..`` part."""
+    return "\\" not in rel and not ({"", ".", ".."} & set(rel.split("/")))
+
+
 def read_index(root: Path) -> list[dict] | None:
     """The rows of ``root/index.jsonl``, one per folder (the last one appended wins), sorted by folder; None when
     it is missing or written by an older version (rows without ``params``, or container rows without offsets).
 
     A last line without its newline is an append still being written (or cut short by a killed extraction) and is
-    left out. :class:`StoreError` for any other line that is not a row.
+    left out. :class:`StoreError` for any other line that is not a row, or whose paths leave the store
+    (:func:`row_problem`).
     """
     index = root / INDEX_NAME
     try:
@@ -204,12 +230,17 @@ def read_index(root: Path) -> list[dict] | None:
             continue
         try:
             row = json.loads(line)
-            complete = all(k in row for k in _REQUIRED) and (not row.get("container") or "offsets" in row)
-        except (ValueError, TypeError):
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
             raise StoreError(f"{index}: line {n} is not an index row; rebuild the index with "
-                             f"tools/extract_faces.py --reindex {root}") from None
-        if not complete:
+                             f"tools/extract_faces.py --reindex {root}")
+        if not all(k in row for k in _REQUIRED) or (row.get("container") and "offsets" not in row):
             return None
+        problem = row_problem(row)
+        if problem:
+            raise StoreError(f"{index}: line {n}: {problem}; rebuild the index with "
+                             f"tools/extract_faces.py --reindex {root}")
         rows[row["dir"]] = row
     return [rows[d] for d in sorted(rows)]
 
@@ -231,8 +262,17 @@ def walk_rows(root: Path, strict: bool = False) -> list[dict]:
                 raise StoreError(f"{path}: unreadable manifest ({e}); re-run tools/extract_faces.py on that "
                                  f"video") from None
             continue
-        if isinstance(manifest, dict) and manifest.get("tool") == "deepfake_ssat.faces":
-            rows.append(index_row(manifest, path.parent.relative_to(root).as_posix()))
+        if not isinstance(manifest, dict) or manifest.get("tool") != "deepfake_ssat.faces":
+            continue
+        try:
+            row = index_row(manifest, path.parent.relative_to(root).as_posix())
+            problem = row_problem(row)
+        except (KeyError, TypeError, AttributeError):
+            problem = "crops are not a list of {frame, file, track} entries"
+        if problem is None:
+            rows.append(row)
+        elif strict:
+            raise StoreError(f"{path}: {problem}; re-run tools/extract_faces.py on that video")
     return rows
 
 
