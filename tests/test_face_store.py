@@ -279,7 +279,7 @@ def test_appended_rows_replace_earlier_rows_of_their_folder(tmp_path):
 
 
 @pytest.mark.parametrize("store", ["png", "tar"])
-def test_a_store_cannot_point_a_reader_outside_it(stores, tmp_path, store):
+def test_a_store_cannot_point_a_reader_outside_it(stores, tmp_path, capsys, store):
     """Stores are shared: an index row (or, without an index, a manifest) naming a folder, container or crop file
     outside the store is one line naming the index line (or manifest) and what to do; nothing outside is read."""
     root = tmp_path / store
@@ -312,7 +312,11 @@ def test_a_store_cannot_point_a_reader_outside_it(stores, tmp_path, store):
         _scan(root)
     assert str(error.value) == (f"{manifest_path}: crop file '../../../secret.png' is not a plain name in its folder; "
                                 f"re-run tools/extract_faces.py on that video")
-    assert extract_main(["--reindex", str(root)]) == 0  # the index a re-index writes leaves that video out
+    assert extract_main(["--reindex", str(root)]) == 0  # a re-index leaves that video out and says so
+    out, err = capsys.readouterr()
+    reason = f"{manifest_path}: crop file '../../../secret.png' is not a plain name in its folder"
+    assert json.loads(out)["videos"] == 3 and json.loads(out)["left_out"] == [str(error.value)]
+    assert err.count("\n") == 1 and reason in err
     assert len(read_index(root)) == 3 and len(_scan(root)) == 3
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -213,12 +214,14 @@ def _reindex(out: Path) -> int:
 
     if not out.is_dir():
         return fail(f"--reindex {out}: not a folder; give the --out folder of an extraction")
-    start = time.perf_counter()
+    start, left_out = time.perf_counter(), []
     try:
-        rows = write_index(out)
+        rows = write_index(out, left_out)
     except OSError as e:
         return fail(f"--reindex {out}: cannot write the index there ({e.strerror or e})")
-    print(json.dumps({"index": str(out / "index.jsonl"), "videos": rows,
+    for message in left_out:
+        print(f"[extract] left out of the index: {message}", file=sys.stderr)
+    print(json.dumps({"index": str(out / "index.jsonl"), "videos": rows, "left_out": left_out,
                       "seconds": round(time.perf_counter() - start, 3)}))
     return 0
 

@@ -354,12 +354,12 @@ def extract_all(items: list[VideoItem], out_root: Path, params: ExtractionParams
             raise
 
 
-def write_index(out_root: Path) -> int:
+def write_index(out_root: Path, left_out: list[str] | None = None) -> int:
     """Rebuild ``out_root/index.jsonl`` from every manifest under ``out_root`` (a tree walk: ``--reindex``);
     returns its rows. Tolerates folders and manifests that vanish while it reads (a concurrent shard replacing
-    a video)."""
+    a video); an unreadable or unsafe manifest is left out, with its one-line reason in ``left_out``."""
     with index_lock(out_root):
-        rows = walk_rows(out_root)
+        rows = walk_rows(out_root, left_out=left_out)
         write_rows(out_root, rows)
     return len(rows)
 

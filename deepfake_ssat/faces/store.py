@@ -245,11 +245,12 @@ def read_index(root: Path) -> list[dict] | None:
     return [rows[d] for d in sorted(rows)]
 
 
-def walk_rows(root: Path, strict: bool = False) -> list[dict]:
+def walk_rows(root: Path, strict: bool = False, left_out: list[str] | None = None) -> list[dict]:
     """Index rows from every ``manifest.json`` under ``root`` (a full tree walk), sorted by folder.
 
-    Manifests that vanish while the walk runs (another shard replacing a video) are skipped; an unreadable one
-    is skipped too, or raises :class:`StoreError` with ``strict``.
+    Manifests that vanish while the walk runs (another shard replacing a video) are skipped. An unreadable or
+    unsafe one (:func:`row_problem`) raises :class:`StoreError` with ``strict``; otherwise it is left out and
+    its one-line reason appended to ``left_out``.
     """
     rows = []
     for path in find_files(root, "manifest.json"):
@@ -258,21 +259,23 @@ def walk_rows(root: Path, strict: bool = False) -> list[dict]:
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as e:
-            if strict:
-                raise StoreError(f"{path}: unreadable manifest ({e}); re-run tools/extract_faces.py on that "
-                                 f"video") from None
-            continue
-        if not isinstance(manifest, dict) or manifest.get("tool") != "deepfake_ssat.faces":
-            continue
-        try:
-            row = index_row(manifest, path.parent.relative_to(root).as_posix())
-            problem = row_problem(row)
-        except (KeyError, TypeError, AttributeError):
-            problem = "crops are not a list of {frame, file, track} entries"
-        if problem is None:
-            rows.append(row)
-        elif strict:
-            raise StoreError(f"{path}: {problem}; re-run tools/extract_faces.py on that video")
+            problem = f"unreadable manifest ({e})"
+        else:
+            if not isinstance(manifest, dict) or manifest.get("tool") != "deepfake_ssat.faces":
+                continue
+            try:
+                row = index_row(manifest, path.parent.relative_to(root).as_posix())
+                problem = row_problem(row)
+            except (KeyError, TypeError, AttributeError):
+                problem = "crops are not a list of {frame, file, track} entries"
+            if problem is None:
+                rows.append(row)
+                continue
+        message = f"{path}: {problem}; re-run tools/extract_faces.py on that video"
+        if strict:
+            raise StoreError(message)
+        if left_out is not None:
+            left_out.append(message)
     return rows
 
 
