@@ -289,7 +289,10 @@ def test_a_store_cannot_point_a_reader_outside_it(stores, tmp_path, capsys, stor
     first = json.loads(good.splitlines()[0])
     edits = {"dir": [f"../{root.name}/{first['dir']}", "/etc", f"{first['dir']}/..", "a\\b", 7],
              "container": ["../../secret.png", "/etc/passwd"] if store == "tar" else [],  # (png: no offsets)
-             "files": [["../../../secret.png"] + first["files"][1:], ["/etc/passwd"], [""], "crop.png"]}
+             "files": [["../../../secret.png"] + first["files"][1:], ["/etc/passwd"], [""], "crop.png"],
+             "frames": [first["frames"][1:], [str(f) for f in first["frames"]], None],  # crops silently lost or a
+             "tracks": [[-1] * len(first["files"]), [0.5] * len(first["files"])],       # traceback, without the check
+             "offsets": [first["offsets"][:1], [-1] * len(first["files"])] if store == "tar" else []}
     for key, values in edits.items():
         for value in values:
             line = json.dumps({**first, key: value})

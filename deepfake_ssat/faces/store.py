@@ -203,6 +203,11 @@ def row_problem(row: object) -> str | None:
     if "/" in joined or "\\" in joined or {"", ".", ".."} & set(files):
         bad = next(f for f in files if f in ("", ".", "..") or "/" in f or "\\" in f)
         return f"crop file {bad!r} is not a plain name in its folder"
+    for key in ("frames", "tracks", *(("offsets", "sizes") if container else ())):
+        values = row.get(key)
+        if not isinstance(values, list) or len(values) != len(files) or not set(map(type, values)) <= {int} \
+                or (values and min(values) < 0):
+            return f"{key} is not a list of {len(files)} non-negative integers, one per crop file"
     return None
 
 
