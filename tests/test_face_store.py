@@ -305,6 +305,12 @@ def test_a_store_cannot_point_a_reader_outside_it(stores, tmp_path, capsys, stor
     (root / INDEX_NAME).write_text("[1, 2]\n" + good)
     with pytest.raises(DatasetError, match="line 1 is not an index row"):
         _scan(root)
+    for params in ({}, {**first["params"], "crop_size": "48"}, {**first["params"], "sampling": None}):  # by hand
+        (root / INDEX_NAME).write_text(good.replace(good.splitlines()[0], json.dumps({**first, "params": params}), 1))
+        with pytest.raises(DatasetError) as error:
+            _scan(root)
+        assert str(error.value).startswith(f"data.root: {root / first['dir']}: its index row (or manifest) is not "
+                                           f"readable (") and "\n" not in str(error.value)
 
     (root / INDEX_NAME).unlink()  # the walk: a manifest's crop file names are checked the same way
     manifest_path = root / first["dir"] / "manifest.json"

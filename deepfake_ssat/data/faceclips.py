@@ -126,30 +126,37 @@ def scan_extraction(root: str | Path, num_frames: int, frame_step: int,
     reference: dict | None = None
     videos = []
     for row in rows:
-        if row.get("status") != "ok" or not row["files"]:
-            counts[row.get("status") or "unknown"] += 1
-            continue
-        if row.get("label") not in (0, 1):
-            counts["unlabelled"] += 1
-            continue
-        params = row["params"]
-        if reference is None:
-            reference = {"dir": row["dir"], "params": params}
-            _check_params(root / row["dir"], params, span, num_frames, frame_step, img_size)
-        elif params != reference["params"]:
-            raise DatasetError(
-                f"data.root: {root / row['dir']} and {root / reference['dir']} were extracted with different "
-                f"parameters; extract every video of a dataset with the same settings")
-        segments, spans = _segments(row)
-        if max(len(s) for s in segments) < span:
-            counts["padded"] += 1
-        folder = root / row["dir"]
-        videos.append(FaceVideo(
-            key=video_key(row["dataset"], row["method"], row["compression"], row["video_id"]),
-            label=int(row["label"]), dir=folder, segments=segments, dataset=row["dataset"],
-            method=row["method"], compression=row["compression"], video_id=row["video_id"], part=row["part"],
-            original=row["original"], group=row.get("group"), split=row.get("split"),
-            container=container_of(folder, row), spans=spans, params=params))
+        try:
+            if row.get("status") != "ok" or not row["files"]:
+                counts[row.get("status") or "unknown"] += 1
+                continue
+            if row.get("label") not in (0, 1):
+                counts["unlabelled"] += 1
+                continue
+            params = row["params"]
+            if reference is None:
+                reference = {"dir": row["dir"], "params": params}
+                _check_params(root / row["dir"], params, span, num_frames, frame_step, img_size)
+            elif params != reference["params"]:
+                raise DatasetError(
+                    f"data.root: {root / row['dir']} and {root / reference['dir']} were extracted with different "
+                    f"parameters; extract every video of a dataset with the same settings")
+            segments, spans = _segments(row)
+            if max(len(s) for s in segments) < span:
+                counts["padded"] += 1
+            folder = root / row["dir"]
+            videos.append(FaceVideo(
+                key=video_key(row["dataset"], row["method"], row["compression"], row["video_id"]),
+                label=int(row["label"]), dir=folder, segments=segments, dataset=row["dataset"],
+                method=row["method"], compression=row["compression"], video_id=row["video_id"], part=row["part"],
+                original=row["original"], group=row.get("group"), split=row.get("split"),
+                container=container_of(folder, row), spans=spans, params=params))
+        except DatasetError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # a row edited by hand, or not by us
+            raise DatasetError(f"data.root: {root / str(row.get('dir'))}: its index row (or manifest) is not readable "
+                               f"({type(e).__name__}: {e}); re-run tools/extract_faces.py on that video, or "
+                               f"tools/extract_faces.py --reindex {root}") from None
     return videos, counts
 
 
