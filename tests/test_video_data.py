@@ -255,6 +255,63 @@ def test_loader_workers_reuse_clip_memory(tmp_path):
     assert faults["default"] > 300 and faults["worker"] < 30, faults
 
 
+_SHARED = """
+import gc, os, sys
+from pathlib import Path
+import numpy as np, torch
+from torch.utils.data import DataLoader
+from deepfake_ssat.data import faceclips as fc
+from deepfake_ssat.faces.store import Container
+
+def private_mb(pid):
+    rollup = open(f"/proc/{pid}/smaps_rollup").read().splitlines()
+    return sum(int(line.split()[1]) for line in rollup if line.startswith(("Private_Clean", "Private_Dirty"))) / 1024
+
+class Pid(torch.utils.data.Dataset):  # draws the dataset's item, returns the worker's pid
+    def __init__(self, ds):
+        self.ds = ds
+    def __len__(self):
+        return len(self.ds)
+    def __getitem__(self, i):
+        return self.ds[i][1] * 0 + os.getpid()
+
+def dataset(n):  # DFDC-like videos of 32 crops in a tar; the loader's own list of them is gone, as in fit()
+    videos = [fc.FaceVideo(key=f"dfdc/-/-/v{i}", label=i % 2, dir=Path(f"/store/dfdc_train_part_{i % 50}/v{i}"),
+                           segments=(tuple((3 * f, f"{3 * f:06d}_0.jpg") for f in range(32)),), dataset="dfdc",
+                           method=None, compression=None, video_id=f"v{i}", part=f"dfdc_train_part_{i % 50}",
+                           original=None, container=Container(Path(f"/store/v{i}/crops.tar"), "jpg", 8),
+                           spans=(np.arange(64, dtype=np.int64).reshape(32, 2),), params={"crop_size": 8})
+              for i in range(n)]
+    return fc.FaceClipDataset(videos, 8, 4, train=True, augment=False)
+
+if sys.argv[1] == "list":
+    fc.PackedVideos = list
+fc.read_clip = lambda video, segment, positions: np.zeros((len(positions), 8, 8, 3), np.uint8)
+ds = dataset(40000)
+gc.collect()
+loader = DataLoader(Pid(ds), batch_size=500, shuffle=True, num_workers=2, persistent_workers=True)
+batches = iter(loader)
+pids = {int(next(batches)[0]) for _ in range(2)}  # one batch from each worker
+start = {pid: private_mb(pid) for pid in pids}
+assert len(pids) == 2 and sum(len(b) for b in batches) == 39000
+print(max(private_mb(pid) - start[pid] for pid in pids))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="reads Linux's /proc/<pid>/smaps_rollup")
+def test_loader_workers_keep_sharing_the_video_list():
+    """A forked loader worker reading 40,000 videos' records must not copy them into its own memory. A Python list
+    of FaceVideo objects is copied page by page as their reference counts change (~6 KB per video and worker, ~1 GB
+    per worker for DFDC); PackedVideos' arrays are never written, so the workers keep sharing them."""
+    growth = {}
+    for kind in ("list", "packed"):
+        done = subprocess.run([sys.executable, "-c", _SHARED, kind], capture_output=True, text=True, timeout=180,
+                              cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        growth[kind] = float(done.stdout.split()[-1])  # MB a worker stopped sharing while drawing every video
+    assert growth["list"] > 60 and growth["packed"] < 15, growth  # measured: ~125 MB vs 2-7 MB
+
+
 def test_loader_workers_start_after_opencv_ran_in_the_parent():
     """init_worker in workers forked from a process whose OpenCV thread pool has run (the trainer's case: the
     datasets were read first). Changing OpenCV's thread count there deadlocks; init_worker must not."""
