@@ -302,9 +302,10 @@ def test_a_store_cannot_point_a_reader_outside_it(stores, tmp_path, capsys, stor
             message = str(error.value)
             assert message.startswith(f"{root / INDEX_NAME}: line 1: ") and "\n" not in message, message
             assert f"tools/extract_faces.py --reindex {root}" in message
-    (root / INDEX_NAME).write_text("[1, 2]\n" + good)
-    with pytest.raises(DatasetError, match="line 1 is not an index row"):
-        _scan(root)
+    for junk in (b"[1, 2]\n", b"\xff\xfe\x00binary\n"):
+        (root / INDEX_NAME).write_bytes(junk + good.encode())
+        with pytest.raises(DatasetError, match="line 1 is not an index row"):
+            _scan(root)
     for params in ({}, {**first["params"], "crop_size": "48"}, {**first["params"], "sampling": None}):  # by hand
         (root / INDEX_NAME).write_text(good.replace(good.splitlines()[0], json.dumps({**first, "params": params}), 1))
         with pytest.raises(DatasetError) as error:

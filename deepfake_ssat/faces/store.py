@@ -226,27 +226,28 @@ def read_index(root: Path) -> list[dict] | None:
     """
     index = root / INDEX_NAME
     try:
-        text = index.read_text()
+        lines = open(index, encoding="utf-8", errors="replace")  # (undecodable bytes: a line that is not a row)
     except FileNotFoundError:
         return None
     rows = {}
-    for n, line in enumerate(text.splitlines(keepends=True), 1):
-        if not line.strip() or not line.endswith("\n"):
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
-        if not isinstance(row, dict):
-            raise StoreError(f"{index}: line {n} is not an index row; rebuild the index with "
-                             f"tools/extract_faces.py --reindex {root}")
-        if not all(k in row for k in _REQUIRED) or (row.get("container") and "offsets" not in row):
-            return None
-        problem = row_problem(row)
-        if problem:
-            raise StoreError(f"{index}: line {n}: {problem}; rebuild the index with "
-                             f"tools/extract_faces.py --reindex {root}")
-        rows[row["dir"]] = row
+    with lines:  # line by line, not the whole text at once: DFDC's index is ~190 MB
+        for n, line in enumerate(lines, 1):
+            if not line.strip() or not line.endswith("\n"):
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not isinstance(row, dict):
+                raise StoreError(f"{index}: line {n} is not an index row; rebuild the index with "
+                                 f"tools/extract_faces.py --reindex {root}")
+            if not all(k in row for k in _REQUIRED) or (row.get("container") and "offsets" not in row):
+                return None
+            problem = row_problem(row)
+            if problem:
+                raise StoreError(f"{index}: line {n}: {problem}; rebuild the index with "
+                                 f"tools/extract_faces.py --reindex {root}")
+            rows[row["dir"]] = row
     return [rows[d] for d in sorted(rows)]
 
 
