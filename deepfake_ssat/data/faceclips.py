@@ -266,6 +266,7 @@ class FaceClipDataset(Dataset):
         self.items = np.array(items, np.int64).reshape(-1, 3)  # [clips, 3]: video, segment, start (-1: drawn)
         self.labels = [videos[i].label for i, _, _ in items]
         self.videos = PackedVideos(videos)
+        self._fakes = sum(v.label for v in videos)
 
     def _eval_starts(self, video: FaceVideo, count: int) -> list[tuple[int, int]]:
         span = clip_span(self.num_frames, self.frame_step)
@@ -302,8 +303,7 @@ class FaceClipDataset(Dataset):
                  "crops_sha1": hashlib.sha1(json.dumps(v.segments).encode()).hexdigest()} for v in self.videos]
 
     def describe(self) -> str:
-        fake = sum(v.label for v in self.videos)
-        n = len(self.videos)
+        fake, n = self._fakes, len(self.videos)
         return (f"{n} videos ({n - fake} real, {fake} fake, {100.0 * fake / max(n, 1):.0f}% fake), "
                 f"{len(self)} clips")
 
