@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed-stamp
 
 # torch 2.14.1 is a CUDA build (5.5 GB in .venv): without ~7 GB free, say so before pip fails half-way
 NEED_GB := 7
+DISK_CHECK := import shutil, sys; free = shutil.disk_usage('$(VENV)').free / 2**30; sys.exit(0 if free >= $(NEED_GB) \
+	else f'make: installing torch needs ~$(NEED_GB) GB free disk for $(VENV), {free:.1f} GB free: free some space')
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip show -q torch 2>/dev/null || $(PY) -c "import shutil, sys; free = shutil.disk_usage('$(VENV)').free / 2**30; \
-		sys.exit(0 if free >= $(NEED_GB) else f'make: installing torch needs ~$(NEED_GB) GB free disk for $(VENV), {free:.1f} GB free: free some space')"
+	$(PY) -m pip show -q torch 2>/dev/null || $(PY) -c "$(DISK_CHECK)"
 	# torch first, pinned: nothing later may let a resolver pick another torch
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -e '.[dev]'
