@@ -127,7 +127,9 @@ def scan_extraction(root: str | Path, num_frames: int, frame_step: int,
     counts: Counter = Counter()
     reference: dict | None = None
     videos = []
-    for row in rows:
+    rows.reverse()
+    while rows:  # each row is dropped as soon as its video is built: rows and videos never all coexist
+        row = rows.pop()
         try:
             if row.get("status") != "ok" or not row["files"]:
                 counts[row.get("status") or "unknown"] += 1
