@@ -2,7 +2,8 @@
 
 A synthetic DFDC-style store of ``videos`` videos (manifests as the extractor writes them, each folder with a
 hard link to one real ``crops.tar``) and its index; :func:`scan_extraction` and the DFDC split
-(:func:`build_face_clips`) timed reading the index, then reading every manifest; and bytes per video per format.
+(:func:`build_face_clips`) timed reading the index, then reading every manifest; the cost of a video's record
+(row check, packed bytes, unpacking); and bytes per video per format.
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from typing import Any
 
 from .. import __version__
 from ..data import build_face_clips
-from ..data.faceclips import scan_extraction
+from ..data.faceclips import PackedVideos, scan_extraction
 from ..faces.extract import write_index
-from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, INDEX_NAME, write_crops
+from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, INDEX_NAME, read_index, row_problem, write_crops
 from .common import synthetic_crops, synthetic_manifest
 
 
@@ -66,6 +67,28 @@ def _timed_scan(root: Path, frames: int, crop_size: int, repeats: int) -> dict[s
     return {k: round(v, 3) for k, v in best.items()}
 
 
+def _record_costs(root: Path, frames: int, crop_size: int, repeats: int) -> dict[str, float]:
+    """What the start-up spends per video record: the safety check of every index row (:func:`row_problem`,
+    seconds for all rows), and the training set's packed videos (bytes, and microseconds to unpack one as a
+    loader worker does for every clip); best of ``repeats``."""
+    rows = read_index(root)
+    with contextlib.redirect_stdout(io.StringIO()):
+        videos, _ = scan_extraction(root, min(16, frames), 1, crop_size)
+    packed = PackedVideos(videos)
+    check, unpack = float("inf"), float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for row in rows:
+            row_problem(row)
+        check = min(check, time.perf_counter() - start)
+        start = time.perf_counter()
+        for i in range(len(packed)):
+            packed[i]
+        unpack = min(unpack, time.perf_counter() - start)
+    return {"row_check_seconds": round(check, 3), "packed_bytes_per_video": round(packed.nbytes() / len(packed)),
+            "packed_video_read_us": round(unpack / len(packed) * 1e6, 1)}
+
+
 def bytes_per_video(frames: int, crop_size: int) -> dict[str, int]:
     """Bytes one video's crops (``frames`` synthetic ``crop_size``² faces) and manifest take in each format."""
     sizes = {}
@@ -93,6 +116,7 @@ def run_store_benchmark(videos: int = 10_000, frames: int = 32, crop_size: int =
         reindex = time.perf_counter() - start
         index_bytes = (root / INDEX_NAME).stat().st_size
         with_index = _timed_scan(root, frames, crop_size, repeats)
+        records = _record_costs(root, frames, crop_size, repeats)
         (root / INDEX_NAME).unlink()
         walk = _timed_scan(root, frames, crop_size, repeats)
     return {
@@ -102,7 +126,7 @@ def run_store_benchmark(videos: int = 10_000, frames: int = 32, crop_size: int =
         "videos": videos, "write_seconds": round(written, 2), "reindex_seconds": round(reindex, 3),
         "index_bytes": index_bytes, "with_index": with_index, "walk": walk,
         "walk_over_index": round(walk["scan_seconds"] / with_index["scan_seconds"], 2),
-        "bytes_per_video": bytes_per_video(frames, crop_size),
+        "records": records, "bytes_per_video": bytes_per_video(frames, crop_size),
         "goal": {"with_index.build_seconds": "< a few seconds"},
     }
 
