@@ -368,5 +368,5 @@ def test_loader_and_store_benchmarks(tmp_path, capsys):
     assert store["videos"] == 30 and store["with_index"]["scan_seconds"] > 0 and store["walk"]["scan_seconds"] > 0
     assert set(store["bytes_per_video"]) == set(FORMATS)
     records = store["records"]
-    assert records["row_check_seconds"] >= 0 and records["packed_video_read_us"] > 0
+    assert records["row_check_seconds"] >= 0 and records["pack_seconds"] >= 0 and records["packed_video_read_us"] > 0
     assert 100 < records["packed_bytes_per_video"] < 5000
