@@ -34,6 +34,7 @@ CONTAINERS = {"tar": "crops.tar", "npy": "crops.npy"}
 _MEMBER_FORMAT = {"tar": "jpg", "npy": "raw", "png": "png", "jpg": "jpg"}  # how one crop is encoded
 _ROW_FIELDS = (*IDENTITY_FIELDS, "status", "fps", "num_frames", "clips", "params", "container")
 _REQUIRED = ("dir", "status", "params", "frames", "files", "tracks")  # rows of older index versions lack some
+_NOT_NAMES = {"", ".", ".."}  # path parts that name no file of a folder
 
 
 class StoreError(ValueError):
@@ -200,8 +201,8 @@ def row_problem(row: object) -> str | None:
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         return "crop files are not a list of names"
     joined = "".join(files)  # one scan of every name, not one per crop: the index of a large store is long
-    if "/" in joined or "\\" in joined or {"", ".", ".."} & set(files):
-        bad = next(f for f in files if f in ("", ".", "..") or "/" in f or "\\" in f)
+    if "/" in joined or "\\" in joined or _NOT_NAMES & set(files):
+        bad = next(f for f in files if f in _NOT_NAMES or "/" in f or "\\" in f)
         return f"crop file {bad!r} is not a plain name in its folder"
     for key in ("frames", "tracks", *(("offsets", "sizes") if container else ())):
         values = row.get(key)
@@ -213,7 +214,7 @@ def row_problem(row: object) -> str | None:
 
 def _relative_folder(rel: str) -> bool:
     """``a/b/c``: relative, POSIX, no empty, ``.`` or ``..`` part."""
-    return "\\" not in rel and not ({"", ".", ".."} & set(rel.split("/")))
+    return "\\" not in rel and not (_NOT_NAMES & set(rel.split("/")))
 
 
 def read_index(root: Path) -> list[dict] | None:
