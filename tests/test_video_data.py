@@ -1,6 +1,8 @@
 """Face-clip datasets (issue 4) over real extractions of real-face videos (see conftest.face_data)."""
+import itertools
 import json
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from deepfake_ssat.data import EpochSampler, SeededItems, build_datasets, build_
 from deepfake_ssat.data.faceclips import DatasetError, FaceClipDataset, scan_extraction
 from deepfake_ssat.data.sampling import class_balance_weights
 from deepfake_ssat.data.splits import split_celebdf
-from deepfake_ssat.data.transforms import clip_positions
+from deepfake_ssat.data.transforms import ClipAugmentation, clip_positions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +79,69 @@ def test_one_augmentation_draw_for_every_frame(tmp_path):
     expected = (cv2.resize(face, (48, 48), interpolation=cv2.INTER_AREA) / 255.0 - np.array(
         [0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     assert np.allclose(plain[:, 0].permute(1, 2, 0).numpy(), expected, atol=1e-5)
+
+
+def test_augmentations_are_drawn_independently():
+    """Each photometric transform of a training clip is applied with its own probability, independently of the
+    others. (Seeding each clip with albumentations' Compose.set_random_seed gives every transform the same seed:
+    their draws coincide, and the blur (p 0.1) was only ever applied together with all the others.)"""
+    aug = ClipAugmentation(8)
+    names, probabilities = [type(t).__name__ for t in aug.photometric], [t.p for t in aug.photometric]
+    applied: list[set] = []
+    for transform, name in zip(aug.photometric, names):
+        def spy(params, *args, _name=name, _apply=transform.apply_with_params, **data):
+            applied[-1].add(_name)
+            return _apply(params, *args, **data)
+        transform.apply_with_params = spy
+    frames, clips = np.full((2, 16, 16, 3), 120, np.uint8), 800
+    for seed in range(clips):
+        random.seed(seed)
+        applied.append(set())
+        aug(frames)
+
+    def rate(*chosen):
+        return sum(set(chosen) <= done for done in applied) / clips
+    for name, p in zip(names, probabilities):
+        assert abs(rate(name) - p) < 0.05, name
+    for (a, pa), (b, pb) in itertools.combinations(zip(names, probabilities), 2):
+        assert abs(rate(a, b) - pa * pb) < 0.04, (a, b, rate(a, b))
+
+
+def test_clip_transforms_equal_albumentations():
+    """The recipe's faster clip paths (data/augment.py) give albumentations' own frames for the same seed: the
+    hue-saturation and noise transforms alone (always applied, many draws) and the whole recipe, on a real-face
+    clip with grey, black and white pixels (the saturation mask and the noise's clipping); other input is left
+    to albumentations."""
+    import albumentations as A
+
+    from deepfake_ssat.data.augment import ClipGaussNoise, ClipHueSaturationValue
+    from deepfake_ssat.data.transforms import photometric_transform
+    from deepfake_ssat.faces.synthetic import astronaut
+
+    face = cv2.resize(astronaut()[40:240, 120:320], (48, 48))
+    clip = np.stack([np.roll(face, 3 * t, axis=1) for t in range(6)])  # [6, 48, 48, 3]
+    clip[:, :6], clip[:, 6:12], clip[:, 12:18] = 128, 0, 255
+    hsv = dict(hue_shift_limit=5, sat_shift_limit=15, val_shift_limit=10, p=1)
+    noise, strong = dict(std_range=(0.01, 0.05), p=1), dict(std_range=(0.3, 0.5), p=1)
+    stock_recipe = A.Compose([  # photometric_transform() with albumentations' own classes
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+        A.HueSaturationValue(hue_shift_limit=5, sat_shift_limit=15, val_shift_limit=10, p=0.3),
+        A.ImageCompression(quality_range=(50, 100), p=0.3),
+        A.GaussNoise(std_range=(0.01, 0.05), p=0.2),
+        A.GaussianBlur(blur_limit=(3, 5), p=0.1)])
+    pairs = [(A.Compose([A.HueSaturationValue(**hsv)]), A.Compose([ClipHueSaturationValue(**hsv)])),
+             (A.Compose([A.GaussNoise(**noise)]), A.Compose([ClipGaussNoise(**noise)])),
+             (A.Compose([A.GaussNoise(**strong)]), A.Compose([ClipGaussNoise(**strong)])),
+             (stock_recipe, photometric_transform())]
+    for (reference, fast), seed in ((pair, seed) for pair in pairs for seed in range(40)):
+        reference.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        fast.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        expected, got = reference(images=clip)["images"], fast(images=clip)["images"]
+        assert got.dtype == np.uint8 and np.array_equal(got, expected), (fast, seed)
+    changed = [not np.array_equal(pair[1](images=clip)["images"], clip) for pair in pairs[:3]]
+    assert all(changed)
+    grey = clip[..., :1]  # [6, 48, 48, 1]: albumentations' own path
+    assert pairs[1][1](images=grey)["images"].shape == grey.shape
 
 
 def test_seeded_items_reproduce_augmentation(face_data):
