@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from deepfake_ssat.config import ConfigError, load_config
 from deepfake_ssat.data import EpochSampler, SeededItems, build_datasets, build_face_clips
@@ -148,6 +149,35 @@ def test_seeded_items_reproduce_augmentation(face_data):
     train = SeededItems(_dfdc(face_data)["train"])
     a, b, c = train[(0, 11)][0], train[(0, 11)][0], train[(0, 12)][0]
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+class _Draws(torch.utils.data.Dataset):
+    """Item i: one draw each from Python's, NumPy's and torch's global generators."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return torch.tensor([random.random(), np.random.random(), torch.rand(()).item()], dtype=torch.float64)
+
+
+def test_seeded_items_in_loader_workers_and_in_the_main_process():
+    """An item depends only on its (index, seed), drawn in loader workers (seeded per item, nothing restored) or in
+    the main process, whose own random streams come back untouched."""
+    items, keys = SeededItems(_Draws()), [(n % 8, 100 + n) for n in range(12)]
+
+    def seed_all():
+        random.seed(5)
+        np.random.seed(5)
+        torch.manual_seed(5)
+    seed_all()
+    in_main = [items[key] for key in keys]
+    after = (random.random(), np.random.random(), torch.rand(()).item())
+    seed_all()
+    assert after == (random.random(), np.random.random(), torch.rand(()).item())
+    assert len({tuple(x.tolist()) for x in in_main}) == len(keys)
+    in_workers = list(DataLoader(items, batch_size=None, sampler=keys, num_workers=2))
+    assert all(torch.equal(a, b) for a, b in zip(in_main, in_workers, strict=True))
 
 
 def test_ffpp_official_split_and_method_selection(face_data):
