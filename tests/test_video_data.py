@@ -180,6 +180,30 @@ def test_seeded_items_in_loader_workers_and_in_the_main_process():
     assert all(torch.equal(a, b) for a, b in zip(in_main, in_workers, strict=True))
 
 
+def test_building_datasets_pauses_the_garbage_collector(face_data, tmp_path, monkeypatch):
+    """The cyclic GC is paused while index rows become videos (40 % of DFDC-scale start-up, see paused_gc) and comes
+    back as it was: on after a scan, a build, or an error; still off for a caller that had turned it off."""
+    import gc
+
+    import deepfake_ssat.data.faceclips as fc
+
+    seen, read_rows = [], fc._read_rows
+    monkeypatch.setattr(fc, "_read_rows", lambda root: seen.append(gc.isenabled()) or read_rows(root))
+    assert gc.isenabled()
+    scan_extraction(face_data.dfdc, 8, 1, 32)
+    _dfdc(face_data)
+    assert seen == [False, False] and gc.isenabled()
+    with pytest.raises(DatasetError, match="holds no extracted faces"):
+        scan_extraction(tmp_path, 8, 1, 32)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        scan_extraction(face_data.dfdc, 8, 1, 32)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_ffpp_official_split_and_method_selection(face_data):
     ds = _ffpp(face_data, exclude_methods=["NeuralTextures"])
     pairs = {s: json.loads((face_data.splits / f"{s}.json").read_text()) for s in ("train", "val", "test")}

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from ..config import ConfigError, DataConfig
 from .digits import NUM_CLASSES as DIGITS_CLASSES
 from .digits import TensorImages, build_digits
-from .faceclips import DatasetError, FaceClipDataset, manifest_sha256, scan_extraction
+from .faceclips import DatasetError, FaceClipDataset, manifest_sha256, paused_gc, scan_extraction
 from .images import (IMAGE_FOLDERS, TORCHVISION, ImageSubset, MultiView, PerspectivePerturbed, build_image_dataset,
                      image_num_classes, stratified_sample, subset_count, two_views)
 from .images import NUM_CLASSES as TORCHVISION_CLASSES
@@ -84,6 +84,7 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: in
         video_list=Path(cfg.video_list) if cfg.video_list else None, uint8=uint8)
 
 
+@paused_gc()
 def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, frame_step: int = 1,
                      augment: bool = True, eval_clips: int = 4, val_fraction: float = 0.1,
                      test_fraction: float = 0.2, split_seed: int = 0, val_parts: list[str] | None = None,
