@@ -350,7 +350,11 @@ def test_clip_tensor_is_the_plain_normalisation():
     assert torch.equal(clip_tensor(frames[:, :, ::-1]), plain.flip(3))  # a non-contiguous view
 
 
-def test_loader_and_store_benchmarks(tmp_path, capsys):
+def test_loader_and_store_benchmarks(tmp_path, capsys, monkeypatch):
+    import os
+    from collections import Counter
+
+    import deepfake_ssat.bench.store as bench_store
     from deepfake_ssat.bench.loader import format_loader, run_loader_benchmark
     from deepfake_ssat.commands.benchmark import main as bench_main
 
@@ -362,8 +366,12 @@ def test_loader_and_store_benchmarks(tmp_path, capsys):
     assert result["met"] in (True, False) and "tar" in format_loader(result)
     assert set(result["dataloader_clips_per_s"]) == {"1"} and result["dataloader_clips_per_s"]["1"] > 0
     assert "DataLoader 1 workers" in format_loader(result)
+    links, link = Counter(), os.link
+    monkeypatch.setattr(bench_store, "LINKS_PER_FILE", 12)  # DFDC's 119k videos pass ext4's 65,000 links per file
+    monkeypatch.setattr(os, "link", lambda source, target: links.update([source]) or link(source, target))
     assert bench_main(["store", "--videos", "30", "--frames", "4", "--crop-size", "16", "--repeats", "1",
                        "--json"]) == 0
+    assert sorted(links.values()) == [6, 12, 12]
     store = json.loads(capsys.readouterr().out)
     assert store["videos"] == 30 and store["with_index"]["scan_seconds"] > 0 and store["walk"]["scan_seconds"] > 0
     assert set(store["bytes_per_video"]) == set(FORMATS)

@@ -181,18 +181,22 @@ def test_seeded_items_in_loader_workers_and_in_the_main_process():
 
 
 def test_building_datasets_pauses_the_garbage_collector(face_data, tmp_path, monkeypatch):
-    """The cyclic GC is paused while index rows become videos (40 % of DFDC-scale start-up, see paused_gc) and comes
-    back as it was: on after a scan, a build, or an error; still off for a caller that had turned it off."""
+    """The cyclic GC is paused while index rows or manifests become videos (io.paused_gc: 40 % of DFDC-scale
+    start-up) and comes back as it was: on after a scan, a build, a walk or an error; still off for a caller that
+    had turned it off."""
     import gc
 
     import deepfake_ssat.data.faceclips as fc
+    import deepfake_ssat.faces.store as store
 
-    seen, read_rows = [], fc._read_rows
+    seen, read_rows, find_files = [], fc._read_rows, store.find_files
     monkeypatch.setattr(fc, "_read_rows", lambda root: seen.append(gc.isenabled()) or read_rows(root))
+    monkeypatch.setattr(store, "find_files", lambda root, name: seen.append(gc.isenabled()) or find_files(root, name))
     assert gc.isenabled()
     scan_extraction(face_data.dfdc, 8, 1, 32)
     _dfdc(face_data)
-    assert seen == [False, False] and gc.isenabled()
+    assert store.walk_rows(face_data.dfdc)
+    assert seen == [False, False, False] and gc.isenabled()
     with pytest.raises(DatasetError, match="holds no extracted faces"):
         scan_extraction(tmp_path, 8, 1, 32)
     assert gc.isenabled()

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ from ..data.faceclips import PackedVideos, scan_extraction
 from ..faces.extract import write_index
 from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, INDEX_NAME, read_index, row_problem, write_crops
 from .common import synthetic_crops, synthetic_manifest
+
+LINKS_PER_FILE = 50_000  # hard links to one shared container
 
 
 def _manifest_text(video: int, frames: int, crop_size: int, stored: list[dict]) -> str:
@@ -40,15 +43,19 @@ def _manifest_text(video: int, frames: int, crop_size: int, stored: list[dict]) 
 
 
 def _write_store(root: Path, videos: int, frames: int, crop_size: int) -> None:
-    """``videos`` video folders under ``root``: manifest + a hard link to one shared real container."""
-    shared = root / ".shared"
+    """``videos`` video folders under ``root``: manifest + a hard link to a shared real container (one copy of it
+    per :data:`LINKS_PER_FILE` videos: ext4 allows 65,000 links to a file, DFDC has 119,000 videos)."""
+    shared, name = root / ".shared", CONTAINERS[DEFAULT_FORMAT]
     shared.mkdir()
     _, stored = write_crops(shared, DEFAULT_FORMAT, [(f"{i * 3:06d}", crop) for i, crop in
                                                      enumerate(synthetic_crops(0, frames, crop_size))])
     for v in range(videos):
+        source = shared / f"{v // LINKS_PER_FILE}-{name}"
+        if v % LINKS_PER_FILE == 0:
+            shutil.copyfile(shared / name, source)
         folder = root / "dfdc" / f"dfdc_train_part_{v % 50}" / f"v{v:05d}"
         folder.mkdir(parents=True)
-        os.link(shared / CONTAINERS[DEFAULT_FORMAT], folder / CONTAINERS[DEFAULT_FORMAT])
+        os.link(source, folder / name)
         (folder / "manifest.json").write_text(_manifest_text(v, frames, crop_size, stored))
 
 

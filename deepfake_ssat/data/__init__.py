@@ -10,9 +10,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import ConfigError, DataConfig
+from ..io import paused_gc
 from .digits import NUM_CLASSES as DIGITS_CLASSES
 from .digits import TensorImages, build_digits
-from .faceclips import DatasetError, FaceClipDataset, manifest_sha256, paused_gc, scan_extraction
+from .faceclips import DatasetError, FaceClipDataset, manifest_sha256, scan_extraction
 from .images import (IMAGE_FOLDERS, TORCHVISION, ImageSubset, MultiView, PerspectivePerturbed, build_image_dataset,
                      image_num_classes, stratified_sample, subset_count, two_views)
 from .images import NUM_CLASSES as TORCHVISION_CLASSES

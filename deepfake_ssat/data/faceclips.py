@@ -7,14 +7,12 @@ Clip geometry and pixels: :mod:`.transforms`; which videos form train / val / te
 """
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import pickle
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import ConfigError
+from ..io import paused_gc
 from ..faces.store import INDEX_NAME, Container, StoreError, container_of, read_index, walk_rows
 from .transforms import ClipAugmentation, centre_resize, clip_positions, clip_span, clip_tensor, clip_uint8
 
@@ -68,24 +67,6 @@ def video_key(dataset: str | None, method: str | None, compression: str | None, 
 
 # ---------------------------------------------------------------------------------------------
 # Reading an extraction root
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Python's cyclic garbage collector paused while a store's rows become videos (restored as it was); also a
-    decorator, ``@paused_gc()``.
-
-    Reading an index makes millions of small containers (dicts, lists, tuples), none of them in a reference cycle,
-    and every so many new objects the collector walks all the older ones again: at DFDC's scale that was 40 % of
-    building the datasets (``build_face_clips`` on 120,000 videos: 17.7 s, 10.8 s paused).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _read_rows(root: Path) -> list[dict]:

@@ -23,7 +23,7 @@ from typing import BinaryIO, Iterator
 import cv2
 import numpy as np
 
-from ..io import atomic_write, atomic_write_text, find_files
+from ..io import atomic_write, atomic_write_text, find_files, paused_gc
 from .datasets import IDENTITY_FIELDS
 
 FORMATS = ("tar", "npy", "png", "jpg")
@@ -217,6 +217,7 @@ def _relative_folder(rel: str) -> bool:
     return "\\" not in rel and not (_NOT_NAMES & set(rel.split("/")))
 
 
+@paused_gc()
 def read_index(root: Path) -> list[dict] | None:
     """The rows of ``root/index.jsonl``, one per folder (the last one appended wins), sorted by folder; None when
     it is missing or written by an older version (rows without ``params``, or container rows without offsets).
@@ -252,6 +253,7 @@ def read_index(root: Path) -> list[dict] | None:
     return [rows[d] for d in sorted(rows)]
 
 
+@paused_gc()
 def walk_rows(root: Path, strict: bool = False, left_out: list[str] | None = None) -> list[dict]:
     """Index rows from every ``manifest.json`` under ``root`` (a full tree walk), sorted by folder.
 
