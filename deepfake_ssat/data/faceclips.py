@@ -222,6 +222,7 @@ class PackedVideos(Sequence):
     pickled is ever read from disk.)
     """
 
+    @paused_gc()
     def __init__(self, videos: Iterable[FaceVideo]) -> None:
         blobs = [pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL) for v in videos]
         self._ends = np.cumsum([len(b) for b in blobs], dtype=np.int64)  # [N]: end of video i's bytes
