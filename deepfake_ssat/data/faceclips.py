@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import ConfigError
-from ..io import paused_gc
 from ..faces.store import INDEX_NAME, Container, StoreError, container_of, read_index, walk_rows
+from ..io import paused_gc
 from .transforms import ClipAugmentation, centre_resize, clip_positions, clip_span, clip_tensor, clip_uint8
 
 
