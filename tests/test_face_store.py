@@ -359,7 +359,10 @@ def test_loader_and_store_benchmarks(tmp_path, capsys, monkeypatch):
     from deepfake_ssat.commands.benchmark import main as bench_main
 
     result = run_loader_benchmark(videos=2, frames=8, crop_size=32, img_size=32, clip_len=4, clips=4, repeats=1,
-                                  workers=(1,))
+                                  workers=(1,), image_batches=2)
+    assert set(result["image_items_per_s_per_worker"]) == {"deit", "simple"}
+    assert all(rate > 0 for rate in result["image_items_per_s_per_worker"].values())
+    assert "images/s" in format_loader(result)
     assert set(result["formats"]) == set(FORMATS) and result["default_format"] == "tar"
     for r in result["formats"].values():
         assert r["loader_over_decode"] > 0 and r["clips_per_s_per_worker"] > 0 and r["bytes_per_video"] > 0

@@ -9,7 +9,8 @@ worker skips). P5 = loader ÷ decode frames/s.
 
 Then, for the default format, what a GPU step sees: a ``DataLoader`` of 1, 2, ... workers (the trainer's settings:
 persistent workers, :func:`~deepfake_ssat.data.workers.init_worker`, uint8 clips) delivering batches of 16
-augmented clips to the main process, in clips/s.
+augmented clips to the main process, in clips/s. And the same for the paper's image experiments: images/s one
+worker delivers with each training transform, 32² images in batches of 256.
 """
 from __future__ import annotations
 
@@ -20,18 +21,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 import cv2
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
 from ..data.faceclips import FaceClipDataset, read_clip, scan_extraction
+from ..data.images import TRAIN_TRANSFORMS, ImageSubset, make_train_transform
 from ..data.sampling import EpochSampler, SeededItems
 from ..data.workers import init_worker, tune_malloc
 from ..faces.store import DEFAULT_FORMAT, FORMATS
+from ..faces.synthetic import astronaut
 from .common import write_synthetic_extraction
 
 GOAL = 0.5  # P5: loader frames/s >= GOAL x decode frames/s, for the default format
 BATCH = 16  # clips per batch of the DataLoader runs
+IMAGE_SIZE, IMAGE_BATCH = 32, 256  # the image experiments' loader runs (CIFAR-sized images)
 
 
 def _decode_rate(videos: list, clip_len: int, clips: int) -> Callable[[], float]:
@@ -65,8 +71,8 @@ def _load_rate(dataset: FaceClipDataset, clips: int) -> Callable[[], float]:
     return run
 
 
-def _workers_rate(dataset: FaceClipDataset, workers: int, batch_size: int, batches: int) -> float:
-    """Clips/s a ``DataLoader`` of ``workers`` processes delivers (after 2 warm-up batches per worker), built as
+def _workers_rate(dataset: Dataset, workers: int, batch_size: int, batches: int) -> float:
+    """Items/s a ``DataLoader`` of ``workers`` processes delivers (after 2 warm-up batches per worker), built as
     the trainer builds its loader."""
     warmup = 2 * workers
     keys = [(n % len(dataset), n) for n in range((warmup + batches) * batch_size)]  # (item, augmentation seed)
@@ -90,6 +96,25 @@ def measure_workers(store: str, videos: int, frames: int, crop_size: int, img_si
         found, _ = scan_extraction(root, clip_len, 1, img_size)
         dataset = FaceClipDataset(found, img_size, clip_len, train=True, uint8=True)
         return {str(w): round(_workers_rate(dataset, w, batch_size, batches), 1) for w in workers}
+
+
+def measure_image_workers(transforms: tuple[str, ...] = TRAIN_TRANSFORMS, images: int = 64, batches: int = 24,
+                          repeats: int = 3) -> dict[str, float]:
+    """``{transform: images/s}`` one training ``DataLoader`` worker delivers for the image experiments: ``images``
+    real-photo crops (RGB, :data:`IMAGE_SIZE`²) as :class:`ImageSubset` items under
+    :func:`~deepfake_ssat.data.images.make_train_transform`, loaded as the trainer loads them; best of ``repeats``."""
+    photo, side = astronaut(), 4 * IMAGE_SIZE  # [512, 512, 3]; crops of side² resized to IMAGE_SIZE²
+    rng = np.random.default_rng(0)
+    base = []  # (PIL image, label), as a torchvision dataset gives them
+    for n in range(images):
+        y, x = rng.integers(0, photo.shape[0] - side, 2)
+        crop = cv2.resize(photo[y:y + side, x:x + side], (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+        base.append((Image.fromarray(crop), n % 10))
+    labels, classes = [label for _, label in base], [str(c) for c in range(10)]
+    subsets = {kind: ImageSubset("synthetic", base, list(range(images)), labels, classes,
+                                 make_train_transform(kind, IMAGE_SIZE, 3), "RGB") for kind in transforms}
+    return {kind: round(max(_workers_rate(subset, 1, IMAGE_BATCH, batches) for _ in range(repeats)), 1)
+            for kind, subset in subsets.items()}
 
 
 def measure_format(store: str, videos: int, frames: int, crop_size: int, img_size: int, clip_len: int, clips: int,
@@ -121,13 +146,15 @@ def measure_format(store: str, videos: int, frames: int, crop_size: int, img_siz
 
 def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224, img_size: int = 224,
                          clip_len: int = 16, formats: tuple[str, ...] = FORMATS, clips: int = 64, repeats: int = 3,
-                         workers: tuple[int, ...] | None = None, command: str | None = None) -> dict[str, Any]:
+                         workers: tuple[int, ...] | None = None, image_batches: int = 24,
+                         command: str | None = None) -> dict[str, Any]:
     """Measure P5 for each store format in ``formats`` on temporary synthetic extractions; the JSON-ready result.
 
     ``met``: P5 >= 0.5 for the default format (None when it is not measured), for the worker's job under
     ``data.transfer`` uint8 (the CUDA default: the clip is normalised on the GPU) and, separately, float (``met_float``:
     the worker normalises too, as on CPUs). ``dataloader_clips_per_s``: ``{workers: clips/s}`` of a training
     DataLoader over the default format, for each count in ``workers`` (default 1 .. the CPU count; () skips it).
+    ``image_items_per_s_per_worker``: :func:`measure_image_workers` over ``image_batches`` batches (0 skips it).
     """
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -138,6 +165,7 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
     workers = tuple(range(1, (os.cpu_count() or 1) + 1)) if workers is None else workers
     loaders = None if default is None or not workers else \
         measure_workers(DEFAULT_FORMAT, videos, frames, crop_size, img_size, clip_len, workers)
+    images = measure_image_workers(batches=image_batches, repeats=repeats) if image_batches else None
     return {
         "benchmark": "loader", "version": __version__, "command": command,
         "setup": {"videos": videos, "crops_per_video": frames, "crop_size": crop_size, "img_size": img_size,
@@ -145,6 +173,8 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
                   "worker_retains_freed_memory": retained},
         "formats": results, "default_format": DEFAULT_FORMAT,
         "dataloader_clips_per_s": loaders, "dataloader_batch_size": BATCH,
+        "image_items_per_s_per_worker": images,
+        "image_setup": {"img_size": IMAGE_SIZE, "batch_size": IMAGE_BATCH, "workers": 1},
         "goal": {"loader_over_decode": f">= {GOAL} for the default format"},
         "met": None if default is None else default["uint8_loader_over_decode"] >= GOAL,
         "met_float": None if default is None else default["loader_over_decode"] >= GOAL,
@@ -162,4 +192,7 @@ def format_loader(result: dict[str, Any]) -> str:
                for store, r in result["formats"].items())
     if loaders:
         text += "; DataLoader " + ", ".join(f"{w} workers {rate:.0f}" for w, rate in loaders.items()) + " clips/s"
+    if result["image_items_per_s_per_worker"]:
+        text += f"; {IMAGE_SIZE}^2 images, 1 worker: " + ", ".join(
+            f"{kind} {rate:.0f}" for kind, rate in result["image_items_per_s_per_worker"].items()) + " images/s"
     return text
