@@ -53,13 +53,16 @@ def ssat_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Joint loss. ``target`` is the patchified input [B, L, patch_dim].
 
-    Returns the total and its parts (``cls``, ``rec``; detached) for logging.
+    Returns the total and its parts (``cls``, ``rec``; detached) for logging. A weight of 1 is not multiplied in,
+    and the total does not start from zero: under ``torch.compile`` inductor folds ``0 + 1.0 * cls`` into ``cls``
+    itself, the tensor the detached part also is, and the returned total then has no gradient (scratch and pure
+    reconstruction runs; pytorch/pytorch#194760). The values are the same either way.
     """
     parts: dict[str, torch.Tensor] = {}
-    total = torch.zeros((), device=target.device)
+    weighted = []  # each loss times its weight
     if out.logits is not None:
         cls = F.cross_entropy(out.logits.float(), labels, label_smoothing=label_smoothing)
-        total = total + lam * cls
+        weighted.append(cls if lam == 1.0 else lam * cls)
         parts["cls"] = cls.detach()
     if out.pred is not None:
         target = target.float()
@@ -68,9 +71,11 @@ def ssat_loss(
             target = (target - mean) * torch.rsqrt(var + 1.0e-6)
         per_token = ((out.pred.float() - target) ** 2).mean(dim=-1)  # [B, L]
         rec = (per_token * out.mask).sum() / out.mask.sum()
-        total = total + (1.0 - lam) * rec
+        weighted.append(rec if lam == 0.0 else (1.0 - lam) * rec)
         parts["rec"] = rec.detach()
-    return total, parts
+    if not weighted:
+        return target.new_zeros((), dtype=torch.float32), parts
+    return (weighted[0] if len(weighted) == 1 else weighted[0] + weighted[1]), parts
 
 
 class SSAT(nn.Module):
