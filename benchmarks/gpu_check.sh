@@ -20,12 +20,12 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND with a timeout, stdout to 
     timeout "$seconds" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"
     echo "$name: exit $?" | tee -a "$OUT/steps.txt"
 }
-step model 150 python3 tools/benchmark.py model --device cuda --models small,base --frames 16 --img-size 224 \
+step model 110 python3 tools/benchmark.py model --device cuda --models small,base --frames 16 --img-size 224 \
     --batch 16 --repeats 10 --warmup 3 --matmul-size 8192 --json
 step train 120 python3 tools/benchmark.py train --device cuda --config video/dfdc_videomae_095 --batch 16 \
     --num-workers 8 --steps 20 --warmup 5 --json
-step cuda_tests 150 python3 -m pytest -q -ra -m cuda tests/test_cuda.py
+step cuda_tests 180 python3 -m pytest -v -ra -m cuda tests/test_cuda.py
 # the train.compile lever: the same run with the step compiled (compiled during the warm-up updates)
 step train_compiled 120 python3 tools/benchmark.py train --device cuda --config video/dfdc_videomae_095 --batch 16 \
     --num-workers 8 --steps 20 --warmup 5 --opts train.compile=true --json
-step loader 30 python3 tools/benchmark.py loader --format tar --workers 1 4 8 12 --json  # the node's CPUs: >= 200 clips/s?
+step loader 40 python3 tools/benchmark.py loader --format tar --workers 1 4 8 12 --json  # the node's CPUs: >= 200 clips/s?
