@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The issue-14 GPU checks as one script for a lent GPU machine (see README "Performance"). Run from the repository
 # root with the wheels of `make gpu-wheels` in .whl/ (carry: [".whl"]); every step has its own timeout and writes
-# to $OUT (default ./gpu-out), so what finished comes back even when a later step runs out of time. The timeouts sum
-# to 570 s: one device call (600 s at most) runs it all.
+# to $OUT (default ./gpu-out), so what finished comes back even when a later step runs out of time.
+#   bash benchmarks/gpu_check.sh          the benchmarks and the CUDA tests: timeouts sum to 570 s, one device call
+#   bash benchmarks/gpu_check.sh suite    the whole test suite with the GPU visible (pytest -n 8): a second call
+#   bash benchmarks/gpu_check.sh NAME...  only those steps
 set -u
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
@@ -20,12 +22,23 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND with a timeout, stdout to 
     timeout "$seconds" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"
     echo "$name: exit $?" | tee -a "$OUT/steps.txt"
 }
-step model 110 python3 tools/benchmark.py model --device cuda --models small,base --frames 16 --img-size 224 \
-    --batch 16 --repeats 10 --warmup 3 --matmul-size 8192 --json
-step train 120 python3 tools/benchmark.py train --device cuda --config video/dfdc_videomae_095 --batch 16 \
-    --num-workers 8 --steps 20 --warmup 5 --json
-step cuda_tests 180 python3 -m pytest -v -ra -m cuda tests/test_cuda.py
-# the train.compile lever: the same run with the step compiled (compiled during the warm-up updates)
-step train_compiled 120 python3 tools/benchmark.py train --device cuda --config video/dfdc_videomae_095 --batch 16 \
-    --num-workers 8 --steps 20 --warmup 5 --opts train.compile=true --json
-step loader 40 python3 tools/benchmark.py loader --format tar --workers 1 4 8 12 --json  # the node's CPUs: >= 200 clips/s?
+run_step() {
+    case $1 in
+    model) step model 110 python3 tools/benchmark.py model --device cuda --models small,base --frames 16 \
+        --img-size 224 --batch 16 --repeats 10 --warmup 3 --matmul-size 8192 --json ;;
+    train) step train 120 python3 tools/benchmark.py train --device cuda --config video/dfdc_videomae_095 --batch 16 \
+        --num-workers 8 --steps 20 --warmup 5 --json ;;
+    cuda_tests) step cuda_tests 180 python3 -m pytest -v -ra -m cuda tests/test_cuda.py ;;
+    # the train.compile lever: the same run with the step compiled (compiled during the warm-up updates)
+    train_compiled) step train_compiled 120 python3 tools/benchmark.py train --device cuda \
+        --config video/dfdc_videomae_095 --batch 16 --num-workers 8 --steps 20 --warmup 5 \
+        --opts train.compile=true --json ;;
+    # the node's CPUs: >= 200 clips/s?
+    loader) step loader 40 python3 tools/benchmark.py loader --format tar --workers 1 4 8 12 --json ;;
+    suite) step suite 420 python3 -m pytest -n 8 -v -ra ;;
+    *) echo "unknown step $1" | tee -a "$OUT/steps.txt" ;;
+    esac
+}
+for name in ${*:-model train cuda_tests train_compiled loader}; do
+    run_step "$name"
+done

@@ -21,6 +21,19 @@ def pytest_configure(config):
         torch.set_num_threads(threads)
         cv2.setNumThreads(threads)
 
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_cuda(request, monkeypatch):
+    """Tests not marked ``cuda`` run on the CPU even on a GPU machine, so they assert there what they assert on CI
+    (exact resume, bit-identical scores, fp32 instead of CUDA's bf16): an ``auto`` device is the CPU in this process,
+    and the tools they start (``run_env``) see no GPU. The marked tests (tests/test_cuda.py) exercise the CUDA paths.
+    Pytest collected test_cuda.py first, so this process's CUDA runtime already saw the GPUs."""
+    if request.node.get_closest_marker("cuda") is None:
+        import torch
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
 TINY_DIGITS = """
 model:
   name: vit_test
@@ -78,6 +91,6 @@ def face_data(tmp_path_factory):
     write_ffpp(root / "ffpp")
     for name in ("dfdc", "ffpp"):
         assert extract_main([str(root / name), "--out", str(root / f"{name}_faces"), "--frames", "8",
-                             "--size", "48", "--min-face", "20", "--no-progress"]) == 0
+                             "--size", "48", "--min-face", "20", "--device", "cpu", "--no-progress"]) == 0
     return SimpleNamespace(root=root, dfdc=root / "dfdc_faces", ffpp=root / "ffpp_faces",
                            splits=root / "ffpp" / "splits")

@@ -238,3 +238,15 @@ def test_digits_demo_runs_both_modes(tmp_path):
 def test_prefetch_factor_needs_workers(tiny_cfg, tmp_path):
     with pytest.raises(ConfigError, match=r"data.prefetch_factor: 4 needs data.num_workers > 0"):
         fit(tiny_cfg("data.prefetch_factor=4"), tmp_path)
+
+
+def test_tests_without_the_cuda_marker_run_on_the_cpu():
+    """conftest's ``cpu_unless_marked_cuda``: on a GPU machine too, an ``auto`` device is the CPU in a test not marked
+    ``cuda``, and the tools it starts see no GPU."""
+    from deepfake_ssat.engine.runtime import resolve_device
+
+    assert not torch.cuda.is_available() and resolve_device("auto") == torch.device("cpu")
+    assert run_env()["CUDA_VISIBLE_DEVICES"] == ""
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"], env=run_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "False", probe.stderr[-500:]
