@@ -133,6 +133,7 @@ def run_train_benchmark(config: str = DEFAULT_CONFIG, device: str = "cpu", steps
         "config": config, "device": str(run.device), "model": cfg.model.name,
         "clip": [cfg.model.num_frames, cfg.model.img_size, cfg.model.img_size],
         "batch": cfg.data.batch_size, "num_workers": cfg.data.num_workers, "amp": str(run.amp_dtype),
+        "compile": cfg.train.compile,
         "steps": steps, "warmup": warmup, "videos": videos,
         "e2e_seconds": round(e2e, 4), "isolated_seconds": round(isolated, 4),
         "stop_checkpoint_seconds": round(with_save - e2e, 4),
@@ -144,6 +145,8 @@ def run_train_benchmark(config: str = DEFAULT_CONFIG, device: str = "cpu", steps
 
 
 def format_train(result: dict[str, Any]) -> str:
-    return (f"{result['model']} batch {result['batch']} on {result['device']} ({result['num_workers']} workers): "
+    compiled = ", compiled" if result["compile"] else ""
+    return (f"{result['model']} batch {result['batch']} on {result['device']} ({result['num_workers']} workers"
+            f"{compiled}): "
             f"trainer {result['e2e_clips_per_s']:.2f} clips/s, isolated step {result['step_clips_per_s']:.2f} "
             f"clips/s, e2e_over_step {result['e2e_over_step']:.3f}")
