@@ -3,7 +3,8 @@
 # root with the wheels of `make gpu-wheels` in .whl/ (carry: [".whl"]); every step has its own timeout and writes
 # to $OUT (default ./gpu-out), so what finished comes back even when a later step runs out of time.
 #   bash benchmarks/gpu_check.sh          the benchmarks and the CUDA tests: timeouts sum to 570 s, one device call
-#   bash benchmarks/gpu_check.sh suite    the whole test suite with the GPU visible (pytest -n 8): a second call
+#   bash benchmarks/gpu_check.sh suite train_compiled
+#                                         the whole suite with the GPU visible (pytest -n 8), the trainer compiled
 #   bash benchmarks/gpu_check.sh NAME...  only those steps
 set -u
 OUT=${OUT:-gpu-out}
@@ -24,12 +25,16 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND with a timeout, stdout to 
 }
 run_step() {
     case $1 in
-    model) step model 110 python3 tools/benchmark.py model --device cuda --models small,base --frames 16 \
+    model) step model 100 python3 tools/benchmark.py model --device cuda --models small,base --frames 16 \
         --img-size 224 --batch 16 --repeats 10 --warmup 3 --matmul-size 8192 --json ;;
-    train) step train 120 python3 tools/benchmark.py train --device cuda --config video/dfdc_videomae_095 --batch 16 \
+    # the train.compile lever on the isolated step (MFU): ViT-B scratch and SSAT 0.95, each compiled first
+    model_compiled) step model_compiled 150 python3 tools/benchmark.py model --device cuda --models base \
+        --ratios 0.95 --frames 16 --img-size 224 --batch 16 --repeats 10 --warmup 3 --matmul-size 8192 \
+        --compile --json ;;
+    train) step train 110 python3 tools/benchmark.py train --device cuda --config video/dfdc_videomae_095 --batch 16 \
         --num-workers 8 --steps 20 --warmup 5 --json ;;
-    cuda_tests) step cuda_tests 180 python3 -m pytest -v -ra -m cuda tests/test_cuda.py ;;
-    # the train.compile lever: the same run with the step compiled (compiled during the warm-up updates)
+    cuda_tests) step cuda_tests 170 python3 -m pytest -v -ra -m cuda tests/test_cuda.py ;;
+    # the train.compile lever end to end (compiled during the warm-up updates)
     train_compiled) step train_compiled 120 python3 tools/benchmark.py train --device cuda \
         --config video/dfdc_videomae_095 --batch 16 --num-workers 8 --steps 20 --warmup 5 \
         --opts train.compile=true --json ;;
@@ -39,6 +44,6 @@ run_step() {
     *) echo "unknown step $1" | tee -a "$OUT/steps.txt" ;;
     esac
 }
-for name in ${*:-model train cuda_tests train_compiled loader}; do
+for name in ${*:-model model_compiled train cuda_tests loader}; do
     run_step "$name"
 done

@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,10 @@ import pytest
 from deepfake_ssat.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
+# torch.compile on CPUs (inductor) builds C++ kernels: tests of compiled steps need a compiler
+requires_cxx = pytest.mark.skipif(
+    not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++")),
+    reason="torch.compile on CPUs builds C++ kernels: needs a C++ compiler")
 
 
 def pytest_configure(config):

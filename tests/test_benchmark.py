@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, requires_cxx
 
 from deepfake_ssat.commands.benchmark import main as benchmark_main
 from deepfake_ssat.bench.model import (
@@ -158,6 +158,26 @@ def test_run_model_benchmark_and_text_summary():
         assert v["mfu"] > 0 and v["mfu"] == pytest.approx(v["ssat_step_gflops_per_s"] / ref)
         assert result["summary"]["tiny"]["mfu"][f"ssat@{k}"] == round(v["mfu"], 4)
     assert result["device"] == "cpu" and result["matmul"]["before"]["dtype"] == "float32"
+    assert result["compile"] is False and res["compile_seconds"] is None
+
+
+@pytest.mark.slow
+@requires_cxx
+def test_model_benchmark_times_compiled_steps():
+    """--compile: the step is compiled before the timed rounds and timed compiled; its FLOPs are counted on the
+    eager step, so they equal an eager run's (the scratch variant alone: compiling on CPUs is slow)."""
+    from torch._dynamo.utils import counters
+
+    eager = run_model_benchmark(models=["tiny"], ratios=(), repeats=1, warmup=0, matmul_size=128, **TINY)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = run_model_benchmark(models=["tiny"], ratios=(), repeats=1, warmup=0, matmul_size=128,
+                                   compile_steps=True, **TINY)
+    assert counters["stats"]["unique_graphs"] >= 1  # the step ran compiled
+    res = compiled["models"]["tiny"]
+    assert compiled["compile"] is True and set(res["compile_seconds"]) == {"scratch"}
+    assert res["scratch"]["step_gflops"] == eager["models"]["tiny"]["scratch"]["step_gflops"] > 0
+    assert res["scratch"]["mfu"] > 0 and "compiled steps" in format_summary(compiled)
 
 
 

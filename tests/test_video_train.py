@@ -3,14 +3,13 @@ SSL -> fine-tuning, and torchrun DDP (gloo, 2 CPU processes) against one process
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_env
+from conftest import ROOT, requires_cxx, run_env
 
 from deepfake_ssat.config import load_config
 from deepfake_ssat.engine import fit, load_checkpoint, load_inference_model
@@ -159,8 +158,7 @@ def test_uint8_transfer_trains_exactly_as_float(face_data, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++")),
-                    reason="torch.compile on CPUs builds C++ kernels: needs a C++ compiler")
+@requires_cxx
 @pytest.mark.parametrize("name", ["dfdc_videomae_scratch", "dfdc_videomae_095", "dfdc_videomae_ssl_095"])
 def test_compiled_training_equals_eager(name, face_data, tmp_path):
     """train.compile=true (torch.compile of the train step; inductor's C++ backend on CPUs) trains the weights eager

@@ -3,6 +3,8 @@
 Per encoder and mask ratio, an SSAT train step (both passes, decoder, joint loss, backward, AdamW) is timed
 against a scratch step of the same encoder, weights and batch (clips [B, C, T, H, W] or images [B, C, H, W]).
 P1: (t_ssat / t_scratch) / (F_ssat / F_scratch) <= 1.05; P2: (F_scratch / t_scratch) / fp32 matmul FLOP/s >= 0.6.
+With ``compile_steps``, each variant's forward and loss run ``torch.compile``-d (as ``train.compile: true`` trains; the
+FLOPs are still counted on the eager step, so the same work is divided by the compiled step's time).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch.nn as nn
 
 from ..config import Config, DataConfig, DecoderConfig, ModelConfig, SSATConfig
 from ..engine.build import build_model
+from ..engine.trainer import TrainStep
 from ..models import SSAT
 from ..models.flops import count_flops, flop_mapping, op_name
 from ..models.registry import get_model_factory
@@ -120,13 +123,18 @@ def make_batch(model: SSAT, batch: int, seed: int = 0,
     return x.to(device), y.to(device)
 
 
-def train_step(model: SSAT, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+def train_step(model: SSAT, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               compiled: nn.Module | None = None) -> None:
     """One full training update: forward, joint loss, backward, AdamW step, zero_grad. On CUDA: under bf16
-    autocast (as training runs there), and finished (synchronised) before it returns, so it can be timed."""
+    autocast (as training runs there), and finished (synchronised) before it returns, so it can be timed.
+    ``compiled``: ``torch.compile(TrainStep(model))``, run for the forward and loss instead of eager."""
     cuda = x.device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-        out = model(x)
-        loss, _ = model.loss(out, x, y)
+        if compiled is not None:
+            loss, _ = compiled((x, y))
+        else:
+            out = model(x)
+            loss, _ = model.loss(out, x, y)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -251,7 +259,8 @@ def _utilization(t: dict[str, list[float]], threads: int) -> float:
 
 def benchmark_model(model: str, frames: int | None, img_size: int | None, batch: int, ratios: Sequence[float],
                     repeats: int, warmup: int, matmul_gflops_per_s: float | None = None,
-                    seed: int = 0, device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+                    seed: int = 0, device: torch.device = torch.device("cpu"),
+                    compile_steps: bool = False) -> dict[str, Any]:
     """P1 per mask ratio and P2 for one encoder; see the module docstring (the settings' defaults are
     :func:`run_model_benchmark`'s).
 
@@ -266,7 +275,6 @@ def benchmark_model(model: str, frames: int | None, img_size: int | None, batch:
     threads = torch.get_num_threads()
     if matmul_gflops_per_s is None:
         matmul_gflops_per_s = measure_matmul(device=device)["gflops_per_s_median"]
-    monitor = CpuMonitor().start()
     scratch, ssat = build_variants(model, ratios, frames, img_size, seed=seed)
     scratch, ssat = scratch.to(device), {r: m.to(device) for r, m in ssat.items()}
     x, y = make_batch(scratch, batch, seed, device)
@@ -275,9 +283,17 @@ def benchmark_model(model: str, frames: int | None, img_size: int | None, batch:
 
     # FLOPs: one counted step per variant (also the first, untimed, step of each model)
     flops = {k: count_step_flops(m, optimizers[k], x, y) for k, m in variants.items()}
+    compiled = {k: torch.compile(TrainStep(m)) for k, m in variants.items()} if compile_steps else {}
+    compile_seconds = {}
+    for k, step in compiled.items():  # compiled here, untimed: one step each
+        start = time.perf_counter()
+        train_step(variants[k], optimizers[k], x, y, step)
+        compile_seconds[k] = round(time.perf_counter() - start, 2)
+
+    monitor = CpuMonitor().start()  # the timed steps only (compiling runs worker processes of its own)
 
     def stepper(key: str) -> Callable[[], None]:
-        return lambda: train_step(variants[key], optimizers[key], x, y)
+        return lambda: train_step(variants[key], optimizers[key], x, y, compiled.get(key))
 
     times = time_interleaved({k: stepper(k) for k in variants}, repeats, warmup)
     machine = monitor.stop()
@@ -296,6 +312,7 @@ def benchmark_model(model: str, frames: int | None, img_size: int | None, batch:
         "batch": batch,
         "tokens": num_tokens,
         "encoder_params": _params(enc),
+        "compile_seconds": compile_seconds or None,
         "machine_load": machine,
         "scratch": {
             "step_seconds": scratch_t,
@@ -436,6 +453,7 @@ def run_model_benchmark(
         seed: int = 0,
         malloc: dict[str, Any] | None = None,
         device: str = "cpu",
+        compile_steps: bool = False,
 ) -> dict[str, Any]:
     """The whole ``model`` benchmark as one JSON-able dict (see the module docstring).
 
@@ -456,7 +474,8 @@ def run_model_benchmark(
     matmul_ref = mm_before["gflops_per_s_median"]
     for name in models:
         results[name] = benchmark_model(name, frames, img_size, batch, ratios, repeats, warmup,
-                                        matmul_gflops_per_s=matmul_ref, seed=seed, device=dev)
+                                        matmul_gflops_per_s=matmul_ref, seed=seed, device=dev,
+                                        compile_steps=compile_steps)
     mm_after = measure_matmul(matmul_size, device=dev)
     matmul_ref = max(mm_before["gflops_per_s_median"], mm_after["gflops_per_s_median"])
     for res in results.values():  # re-derive P2 and the MFUs against the final reference
@@ -468,7 +487,8 @@ def run_model_benchmark(
         for v in res["ratios"].values():
             v["mfu"] = v["ssat_step_gflops_per_s"] / matmul_ref
     machine = monitor.stop()
-    warnings = contention_warnings(machine, results, threads)
+    # with compile_steps the whole run includes inductor's compile workers: only the timed steps' load counts
+    warnings = contention_warnings({} if compile_steps else machine, results, threads)
     return {
         "benchmark": "model",
         "command": command if command is not None else " ".join([sys.executable] + sys.argv),
@@ -481,6 +501,7 @@ def run_model_benchmark(
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "dtype": "bfloat16 autocast" if dev.type == "cuda" else "float32",
+        "compile": compile_steps,
         "malloc": malloc or {"tuned": False, "why": "default allocator settings (--default-malloc)"},
         "settings": {
             "models": {n: resolve_model_name(n) for n in results},
@@ -562,8 +583,10 @@ def contention_warnings(machine: dict[str, float], results: dict[str, Any], thre
 
 def format_summary(result: dict[str, Any]) -> str:
     """Short human-readable table of a :func:`run_model_benchmark` result."""
-    lines = [f"torch {result['torch_version']}, {result['threads']} threads, {result['cpu']}; "
-             f"fp32 matmul {result['matmul']['reference_gflops_per_s']:.1f} GFLOP/s"]
+    compiled = ", compiled steps" if result.get("compile") else ""
+    lines = [f"torch {result['torch_version']}, {result['threads']} threads, {result['cpu']}, {result['device']} "
+             f"{result['dtype']}{compiled}; {result['matmul']['before']['dtype']} matmul "
+             f"{result['matmul']['reference_gflops_per_s']:.1f} GFLOP/s"]
     for name, res in result["models"].items():
         p2 = res["p2"]
         lines.append(f"{name} ({res['model']}, input {res['input_shape']}): scratch {p2['step_seconds']:.3f} s, "

@@ -45,7 +45,7 @@ def _model(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
     return run_model_benchmark(
         models=args.models, frames=args.frames, img_size=args.img_size, batch=args.batch, ratios=args.ratios,
         repeats=args.repeats, warmup=args.warmup, matmul_size=args.matmul_size, command=command, seed=args.seed,
-        malloc=malloc, device=args.device), format_summary
+        malloc=malloc, device=args.device, compile_steps=args.compile), format_summary
 
 
 def _faces(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu",
                    help="cpu (fp32) or cuda[:N] (bf16 autocast, fused AdamW; MFU against a bf16 matmul; use "
                         "--matmul-size 8192 there) (default cpu)")
+    p.add_argument("--compile", action="store_true",
+                   help="time torch.compile-d steps, as train.compile: true trains (compiled before timing)")
 
     f = _sub_command(sub, "faces", _faces,
                      "face extraction vs naive full-resolution MTCNN (P3) and vs decode only (P4)")
