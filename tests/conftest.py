@@ -26,6 +26,7 @@ def pytest_configure(config):
         torch.set_num_threads(threads)
         cv2.setNumThreads(threads)
 
+
 @pytest.fixture(autouse=True)
 def cpu_unless_marked_cuda(request, monkeypatch):
     """Tests not marked ``cuda`` run on the CPU even on a GPU machine, so they assert there what they assert on CI

@@ -180,7 +180,6 @@ def test_model_benchmark_times_compiled_steps():
     assert res["scratch"]["mfu"] > 0 and "compiled steps" in format_summary(compiled)
 
 
-
 def test_train_benchmark_runs_the_real_trainer(capsys):
     """benchmark.py train: the trainer's updates on a synthetic store vs the isolated step, one JSON object."""
     from deepfake_ssat.commands.benchmark import main as bench_main
@@ -190,7 +189,7 @@ def test_train_benchmark_runs_the_real_trainer(capsys):
     result = json.loads(captured.out)  # stdout is the one JSON object; the trainer's own lines go to stderr
     assert "[train]" in captured.err
     assert result["benchmark"] == "train" and result["steps"] == 3 and result["batch"] == 2
-    assert result["compile"] is False  # train.compile=true in --opts: the compiled step (measured in README)
+    assert result["compile"] is False  # eager by default; --opts train.compile=true times the compiled step
     assert result["e2e_clips_per_s"] > 0 and result["step_clips_per_s"] > 0
     # the rates are rounded to 3 decimals in the JSON, the ratio to 4 from the unrounded rates
     assert result["e2e_over_step"] == pytest.approx(result["e2e_clips_per_s"] / result["step_clips_per_s"], abs=2e-4)
