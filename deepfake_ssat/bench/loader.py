@@ -3,9 +3,9 @@
 Per store format (``tar``, ``npy``, ``png``, ``jpg``), over a synthetic extraction, single-threaded: reading the
 clips' crops as RGB arrays (the decode floor: :func:`~deepfake_ssat.data.faceclips.read_clip` of consecutive
 16-frame clips) vs :class:`~deepfake_ssat.data.faceclips.FaceClipDataset` items (augmentation, normalisation,
-``(C, T, H, W)`` tensors, float or uint8) read one at a time, as a worker does (but in this process, so
-:class:`~deepfake_ssat.data.sampling.SeededItems` also saves and restores the generators, ~0.1 ms per clip that a
-worker skips). P5 = loader ÷ decode frames/s.
+``(C, T, H, W)`` tensors, float or uint8) read one at a time, as a worker reads them (in this process, seeded per
+item by :class:`~deepfake_ssat.data.sampling.SeededItems` with a worker's ``restore=False``, and with a worker's
+allocator setting). P5 = loader ÷ decode frames/s.
 
 Then, for the default format, what a GPU step sees: a ``DataLoader`` of 1, 2, ... workers (the trainer's settings:
 persistent workers, :func:`~deepfake_ssat.data.workers.init_worker`, uint8 clips) delivering batches of 16
@@ -55,7 +55,7 @@ def _decode_rate(videos: list, clip_len: int, clips: int) -> Callable[[], float]
 
 def _load_rate(dataset: FaceClipDataset, clips: int) -> Callable[[], float]:
     """A timed pass (frames/s) drawing ``clips`` seeded items from ``dataset``, as a loader worker does."""
-    items, sampler = SeededItems(dataset), EpochSampler(len(dataset), seed=0)
+    items, sampler = SeededItems(dataset, restore=False), EpochSampler(len(dataset), seed=0)
 
     def run() -> float:
         start, n, epoch = time.perf_counter(), 0, 0

@@ -79,18 +79,21 @@ class SeededItems(Dataset):
     Python, NumPy and torch CPU generators are seeded for the call. In the main process they are restored
     afterwards, so the caller's random streams (masking, dropout) are untouched. A loader worker's generators serve
     only its items, each of which seeds them first, so there they are not saved and restored: that took ~90 us per
-    item (NumPy's state alone ~65 us), as much as a 32 x 32 image's whole transform.
+    item (NumPy's state alone ~65 us), as much as a 32 x 32 image's whole transform. ``restore``: True / False
+    to decide that here instead (False: items exactly as a loader worker reads them, e.g. to time a worker's work).
     """
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset, restore: bool | None = None):
         self.dataset = dataset
+        self.restore = restore
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
-        if get_worker_info() is not None:
+        restore = get_worker_info() is None if self.restore is None else self.restore
+        if not restore:
             _seed_generators(seed)
             return self.dataset[index]
         py_state, np_state = random.getstate(), np.random.get_state()
