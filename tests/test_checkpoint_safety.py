@@ -106,6 +106,23 @@ def test_our_checkpoints_load_with_plain_weights_only(tmp_path, tiny_cfg):
     np.testing.assert_array_equal(np.random.rand(3), expected)
 
 
+def test_a_gpu_runs_rng_state_is_its_own_devices(monkeypatch):
+    """A run on cuda:1 saves and restores cuda:1's generator only (not every visible GPU's: a resume may see fewer);
+    an older checkpoint's list (one state per GPU visible then) gives this device's entry, or none if it is too short.
+    The GPU generator calls are stood in for here (no GPU); tests/test_cuda.py runs them for real."""
+    saved, restored = {1: torch.tensor([7], dtype=torch.uint8)}, []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: saved[device.index])
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state.item(), device)))
+    gpu = torch.device("cuda", 1)
+    state = capture_rng(gpu)
+    assert state["cuda"].item() == 7 and "cuda" not in capture_rng(torch.device("cpu")) and "cuda" not in capture_rng()
+    restore_rng(state, gpu)
+    restore_rng({**state, "cuda": [torch.tensor([n], dtype=torch.uint8) for n in range(8)]}, gpu)  # older list
+    restore_rng({**state, "cuda": [torch.tensor([0], dtype=torch.uint8)]}, gpu)  # saved where cuda:1 did not exist
+    restore_rng(state, torch.device("cpu"))  # a GPU run resumed on a CPU
+    assert restored == [(7, gpu), (1, gpu)]
+
+
 def test_a_checkpoint_that_is_not_a_dict_is_one_line(tmp_path, capsys):
     path = tmp_path / "list.pt"
     torch.save([torch.zeros(2)], path)

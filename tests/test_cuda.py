@@ -133,3 +133,19 @@ def test_model_benchmark_on_cuda_reports_mfu():
     res = result["models"]["tiny"]
     assert result["dtype"] == "bfloat16 autocast" and result["matmul"]["before"]["dtype"] == "bfloat16"
     assert 0 < res["scratch"]["mfu"] < 1.5 and 0 < res["ratios"]["0.75"]["mfu"] < 1.5
+
+
+def test_rng_state_of_the_runs_gpu_round_trips():
+    """capture_rng / restore_rng on cuda:0 give the same GPU draws again; an older checkpoint's list of every
+    visible GPU's state (more GPUs than this machine has) restores this device's entry."""
+    from deepfake_ssat.engine.checkpoint import capture_rng, restore_rng
+
+    device = torch.device("cuda", 0)
+    torch.manual_seed(1)
+    state = capture_rng(device)
+    expected = torch.rand(4, device=device)
+    torch.rand(9, device=device)
+    restore_rng(state, device)
+    assert torch.equal(torch.rand(4, device=device), expected)
+    restore_rng({**state, "cuda": [state["cuda"]] + [torch.zeros_like(state["cuda"])] * 15}, device)
+    assert torch.equal(torch.rand(4, device=device), expected)

@@ -114,8 +114,10 @@ def verify_digest(state: Any, expected: str | None, path: str | os.PathLike) -> 
                               f"or was edited; download / copy it again")
 
 
-def capture_rng() -> dict:
-    """Every RNG state as tensors and plain numbers (loadable with ``weights_only=True``)."""
+def capture_rng(device: torch.device | None = None) -> dict:
+    """Every RNG state a run on ``device`` draws from, as tensors and plain numbers (loadable with
+    ``weights_only=True``): Python's, NumPy's, torch's CPU generator and, on a GPU, that GPU's generator (not every
+    visible GPU's: the others are not this run's, and a resume may see fewer of them)."""
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state = {
         "python": random.getstate(),
@@ -123,17 +125,25 @@ def capture_rng() -> dict:
                   "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng(state: dict) -> None:
+def restore_rng(state: dict, device: torch.device | None = None) -> None:
+    """Put back what :func:`capture_rng` took; its GPU state goes to ``device`` (ignored on a CPU)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
     np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or device is None or device.type != "cuda":
+        return
+    if isinstance(cuda, (list, tuple)):  # older checkpoints: one state per GPU visible then; this device's, if any
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= len(cuda):
+            return
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda, device)

@@ -227,7 +227,7 @@ class Run:
 
     def mark(self) -> None:
         """Remember the last finished update's RNG state and loss sums (host and device side) for a Ctrl-C save."""
-        self.mark_rng, self.mark_sums = capture_rng(), (dict(self.state.epoch_sums), self.device_sums)
+        self.mark_rng, self.mark_sums = capture_rng(self.device), (dict(self.state.epoch_sums), self.device_sums)
 
     def tick(self) -> None:
         """Add the time since the last tick to ``train_seconds``."""
@@ -469,7 +469,7 @@ def _restore(run: Run, resume: str | Path | dict) -> None:
     run.state = TrainState(**ckpt["train_state"])
     run.saved_step = run.state.step
     per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
-    restore_rng(per_rank[run.dist.rank] if len(per_rank) == run.dist.world_size else per_rank[0])
+    restore_rng(per_rank[run.dist.rank] if len(per_rank) == run.dist.world_size else per_rank[0], run.device)
 
 
 def _initialise(run: Run) -> None:
@@ -618,7 +618,7 @@ def end_epoch(run: Run, epoch: int) -> None:
     name, value, score = select_metric(val, cfg.train.select)
     if state.best_metric is None or score > state.best_metric:
         state.best_metric, state.best_epoch, state.selected_by, state.best_value = score, epoch + 1, name, value
-        run.checkpoint("best.pt", capture_rng())
+        run.checkpoint("best.pt", capture_rng(run.device))
     if dist.is_main:
         for k in [k for k in row if k.startswith("val_")]:
             if row[k] is not None:
