@@ -377,6 +377,8 @@ def test_loader_and_store_benchmarks(tmp_path, capsys, monkeypatch):
     assert sorted(links.values()) == [6, 12, 12]
     store = json.loads(capsys.readouterr().out)
     assert store["videos"] == 30 and store["with_index"]["scan_seconds"] > 0 and store["walk"]["scan_seconds"] > 0
+    start = store["training_start"]  # the trainer's setup_run on the store, then its first batch
+    assert 0 < start["setup_seconds"] < start["first_batch_seconds"]
     assert set(store["bytes_per_video"]) == set(FORMATS)
     records = store["records"]
     assert records["row_check_seconds"] >= 0 and records["pack_seconds"] >= 0 and records["packed_video_read_us"] > 0

@@ -2,7 +2,8 @@
 
 A synthetic DFDC-style store of ``videos`` videos (manifests as the extractor writes them, each folder with a
 hard link to one real ``crops.tar``) and its index; :func:`scan_extraction` and the DFDC split
-(:func:`build_face_clips`) timed reading the index, then reading every manifest; the cost of a video's record
+(:func:`build_face_clips`) timed reading the index, then reading every manifest; the trainer's whole start on the
+store (:func:`~deepfake_ssat.engine.trainer.setup_run`, then its loader's first batch); the cost of a video's record
 (row check, packed bytes, unpacking); and bytes per video per format.
 """
 from __future__ import annotations
@@ -17,14 +18,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .. import __version__
+from ..config import find_config, load_config
 from ..data import build_face_clips
 from ..data.faceclips import PackedVideos, scan_extraction
+from ..engine.distributed import DistInfo
+from ..engine.trainer import setup_run
 from ..faces.extract import write_index
 from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, INDEX_NAME, read_index, row_problem, write_crops
 from .common import synthetic_crops, synthetic_manifest
 
 LINKS_PER_FILE = 50_000  # hard links to one shared container
+TRAIN_CONFIG = "video/tiny/dfdc_videomae_095"  # the trainer whose start is timed (a tiny model: the data's cost shows)
 
 
 def _manifest_text(video: int, frames: int, crop_size: int, stored: list[dict]) -> str:
@@ -72,6 +79,25 @@ def _timed_scan(root: Path, frames: int, crop_size: int, repeats: int) -> dict[s
             build_face_clips("dfdc", root, crop_size, clip_len)
             best["build_seconds"] = min(best["build_seconds"], time.perf_counter() - start)
     return {k: round(v, 3) for k, v in best.items()}
+
+
+def _timed_training_start(root: Path, frames: int, crop_size: int) -> dict[str, float]:
+    """Seconds for the trainer to start on the store, in this process (page cache warm): ``setup_run`` of
+    :data:`TRAIN_CONFIG` (datasets from the index, the data manifest, model, optimizer, loader, run folder), and
+    until its loader's first batch."""
+    opts = [f"data.root={root}", "train.device=cpu", f"model.num_frames={min(8, frames)}",
+            f"model.img_size={min(32, crop_size)}"]
+    with tempfile.TemporaryDirectory(prefix="store-bench-run-") as out, contextlib.redirect_stdout(io.StringIO()):
+        cfg = load_config(find_config(TRAIN_CONFIG), opts)
+        start = time.perf_counter()
+        run = setup_run(cfg, Path(out), None, DistInfo(), torch.device("cpu"))
+        setup = time.perf_counter() - start
+        try:
+            next(iter(run.loader))
+            first_batch = time.perf_counter() - start
+        finally:
+            run.writer.close()
+    return {"setup_seconds": round(setup, 3), "first_batch_seconds": round(first_batch, 3)}
 
 
 def _record_costs(root: Path, frames: int, crop_size: int, repeats: int) -> dict[str, float]:
@@ -126,6 +152,7 @@ def run_store_benchmark(videos: int = 10_000, frames: int = 32, crop_size: int =
         reindex = time.perf_counter() - start
         index_bytes = (root / INDEX_NAME).stat().st_size
         with_index = _timed_scan(root, frames, crop_size, repeats)
+        training_start = _timed_training_start(root, frames, crop_size)
         records = _record_costs(root, frames, crop_size, repeats)
         (root / INDEX_NAME).unlink()
         walk = _timed_scan(root, frames, crop_size, repeats)
@@ -134,10 +161,10 @@ def run_store_benchmark(videos: int = 10_000, frames: int = 32, crop_size: int =
         "setup": {"videos": videos, "crops_per_video": frames, "crop_size": crop_size, "format": DEFAULT_FORMAT,
                   "repeats": repeats, "timing": "best of repeats, page cache warm"},
         "videos": videos, "write_seconds": round(written, 2), "reindex_seconds": round(reindex, 3),
-        "index_bytes": index_bytes, "with_index": with_index, "walk": walk,
+        "index_bytes": index_bytes, "with_index": with_index, "training_start": training_start, "walk": walk,
         "walk_over_index": round(walk["scan_seconds"] / with_index["scan_seconds"], 2),
         "records": records, "bytes_per_video": bytes_per_video(frames, crop_size),
-        "goal": {"with_index.build_seconds": "< a few seconds"},
+        "goal": {"training_start.first_batch_seconds": "< a few seconds"},
     }
 
 
@@ -147,4 +174,5 @@ def format_store(result: dict[str, Any]) -> str:
     index, walk = result["with_index"], result["walk"]
     return (f"store start-up, {result['videos']} videos: scan {index['scan_seconds']:.2f} s with the index (scan + "
             f"split {index['build_seconds']:.2f} s) vs {walk['scan_seconds']:.2f} s walking every manifest "
-            f"(x{result['walk_over_index']:.1f}); per video: {sizes}")
+            f"(x{result['walk_over_index']:.1f}); the trainer's start to its first batch "
+            f"{result['training_start']['first_batch_seconds']:.2f} s; per video: {sizes}")
