@@ -273,6 +273,8 @@ class FaceClipDataset(Dataset):
         self.labels = [videos[i].label for i, _, _ in items]
         self.videos = PackedVideos(videos)
         self._fakes = sum(v.label for v in videos)
+        # made while the videos are objects: unpacking every video again at each training start costs ~4x as much
+        self._manifest = json.dumps([_manifest_entry(v) for v in videos]).encode()  # one bytes object, shared too
 
     def _eval_starts(self, video: FaceVideo, count: int) -> list[tuple[int, int]]:
         span = clip_span(self.num_frames, self.frame_step)
@@ -305,13 +307,17 @@ class FaceClipDataset(Dataset):
     def manifest(self) -> list[dict]:
         """What this split reads, hashed into the run: per video its key, label, number of crops and a
         digest of the crop list (segments, frame indices, files) — a few dozen bytes per video."""
-        return [{"key": v.key, "label": v.label, "crops": v.num_crops(),
-                 "crops_sha1": hashlib.sha1(json.dumps(v.segments).encode()).hexdigest()} for v in self.videos]
+        return json.loads(self._manifest)
 
     def describe(self) -> str:
         fake, n = self._fakes, len(self.videos)
         return (f"{n} videos ({n - fake} real, {fake} fake, {100.0 * fake / max(n, 1):.0f}% fake), "
                 f"{len(self)} clips")
+
+
+def _manifest_entry(video: FaceVideo) -> dict:
+    return {"key": video.key, "label": video.label, "crops": video.num_crops(),
+            "crops_sha1": hashlib.sha1(json.dumps(video.segments).encode()).hexdigest()}
 
 
 def manifest_sha256(entries: dict[str, list[dict]]) -> str:
