@@ -273,7 +273,7 @@ class FaceClipDataset(Dataset):
         self.labels = [videos[i].label for i, _, _ in items]
         self.videos = PackedVideos(videos)
         self._fakes = sum(v.label for v in videos)
-        # made while the videos are objects: unpacking every video again at each training start costs ~4x as much
+        # made while the videos are objects: unpacking every video again at each training start costs ~2.5x as much
         self._manifest = json.dumps([_manifest_entry(v) for v in videos]).encode()  # one bytes object, shared too
 
     def _eval_starts(self, video: FaceVideo, count: int) -> list[tuple[int, int]]:
