@@ -182,3 +182,38 @@ def test_compiled_training_equals_eager(name, face_data, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
+
+
+@pytest.mark.slow
+@requires_cxx
+def test_compiled_ddp_step_wraps_ddp_and_trains_as_eager(face_data, tmp_path, monkeypatch):
+    """Under torchrun with train.compile=true, torch.compile wraps the DDP module (so dynamo's DDPOptimizer splits
+    the graph at DDP's gradient buckets and their all-reduce overlaps the backward pass), accumulation micro-steps
+    still skip the all-reduce through it, and the weights are those of eager training (a gloo world of one here)."""
+    import socket
+
+    from torch._dynamo.utils import counters
+    from torch.nn.parallel import DistributedDataParallel
+
+    opts = ["train.epochs=1", "train.save_every_steps=0", "train.accum_steps=2", "data.batch_size=1"]
+    fit(_cfg("dfdc_videomae_scratch", face_data, *opts), tmp_path / "eager", max_steps=2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    compiled, compile_ = [], torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(module) or compile_(module, **kw))
+    skipped = []
+    no_sync = DistributedDataParallel.no_sync
+    monkeypatch.setattr(DistributedDataParallel, "no_sync", lambda self: skipped.append(1) or no_sync(self))
+    torch._dynamo.reset()
+    counters.clear()
+    fit(_cfg("dfdc_videomae_scratch", face_data, *opts, "train.compile=true"), tmp_path / "ddp", max_steps=2)
+    assert [type(m) for m in compiled] == [DistributedDataParallel]
+    assert counters["stats"]["unique_graphs"] >= 1 and len(skipped) == 4  # 2 updates x (forward, backward)
+    eager, ddp = (load_checkpoint(tmp_path / run / "last.pt") for run in ("eager", "ddp"))
+    assert ddp["meta"]["world_size"] == 1 and ddp["train_state"]["step"] == eager["train_state"]["step"] == 2
+    for k, v in eager["model"].items():
+        assert torch.allclose(ddp["model"][k], v, rtol=1e-4, atol=1e-5), k

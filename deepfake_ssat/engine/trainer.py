@@ -401,9 +401,13 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
         _restore(run, resume)
     else:
         _initialise(run)
-    step = torch.compile(TrainStep(model)) if t.compile else TrainStep(model)  # compiled at the first step
-    run.net = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None,
-                                      find_unused_parameters=model.find_unused_parameters) if dist.enabled else step
+    step = TrainStep(model)
+    if dist.enabled:
+        step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None,
+                                       find_unused_parameters=model.find_unused_parameters)
+    # compiled at the first step; around DDP, so that dynamo splits the graph at DDP's gradient buckets and their
+    # all-reduce overlaps the backward pass (DDP around a compiled step all-reduces after the whole backward)
+    run.net = torch.compile(step) if t.compile else step
     if dist.is_main:
         atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
         atomic_write_json(out_dir / "data_manifest.json", data_meta)
@@ -585,8 +589,9 @@ def _stop_diverged(run: Run, sums: list[float]) -> None:
 
 
 def _no_sync(net: nn.Module, syncing: bool):
-    """DDP: skip the gradient all-reduce on accumulation micro-steps."""
-    return net.no_sync() if isinstance(net, DistributedDataParallel) and not syncing else nullcontext()
+    """DDP (compiled or not): skip the gradient all-reduce on accumulation micro-steps."""
+    ddp = getattr(net, "_orig_mod", net)  # torch.compile's wrapper keeps the module it compiled there
+    return ddp.no_sync() if isinstance(ddp, DistributedDataParallel) and not syncing else nullcontext()
 
 
 def _finite_everywhere(value: float, dist: DistInfo, device: torch.device) -> bool:
