@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from ..faces.detect import DEFAULT_THRESHOLDS
 from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, JPEG_QUALITY
 from ..runcli import EXIT_USAGE, fail, interrupted, tool_command
 
-POSITIVE_INT_FLAGS = ("frames", "clips", "clip_len", "stride", "size", "detect_max_side", "min_face", "workers",
+POSITIVE_INT_FLAGS = ("frames", "clips", "clip_len", "stride", "size", "min_face", "workers",
                       "num_shards")
 
 
@@ -38,6 +39,17 @@ def _thresholds(text: str) -> tuple[float, float, float]:
     return values
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) of the frame's shorter side, got {text!r} "
+                                         f"(a size in pixels goes to --min-face)")
+    return value
+
+
 def add_detection_arguments(p: argparse.ArgumentParser, from_training: bool = False) -> None:
     """The face detection and crop geometry options shared by extract_faces.py and predict.py; ``from_training``
     (predict.py): unset options (None) mean the values the model's training data was extracted with."""
@@ -45,13 +57,13 @@ def add_detection_arguments(p: argparse.ArgumentParser, from_training: bool = Fa
         return (None, f"(default: as the model's training faces, else {shown})") if from_training else \
             (value, f"(default {shown})")
 
-    value, note = default(640, "640")
-    p.add_argument("--detect-max-side", type=int, default=value,
-                   help=f"detect on frames downscaled to this longer side, in pixels {note}")
-    value, note = default(40, "40")
+    value, note = default(0.05, "0.05: 54 px in 1080p, 36 in 720p")
+    p.add_argument("--min-face-fraction", type=_fraction, default=value,
+                   help=f"smallest face searched, as a fraction of the frame's shorter side {note}")
+    value, note = default(20, "20")
     p.add_argument("--min-face", type=int, default=value,
-                   help=f"smallest face searched, in pixels of the downscaled frame {note}")
-    value, note = default((0.85, 0.95, 0.95), "0.85,0.95,0.95")
+                   help=f"... and never smaller than this many pixels {note}")
+    value, note = default(DEFAULT_THRESHOLDS, ",".join(map(str, DEFAULT_THRESHOLDS)))
     p.add_argument("--thresholds", type=_thresholds, default=value, help=f"MTCNN stage thresholds {note}")
     value, note = default(1.3, "1.3")
     p.add_argument("--crop-scale", type=float, default=value, help=f"square side = max(w, h) x this {note}")
@@ -189,7 +201,7 @@ def _extract(args: argparse.Namespace) -> int:
                                 clip_len=16 if args.clip_len is None else args.clip_len,
                                 stride=2 if args.stride is None else args.stride)
         require_backend(args.backend)
-        params = ExtractionParams(policy, args.detect_max_side, args.min_face, args.thresholds,
+        params = ExtractionParams(policy, args.min_face_fraction, args.min_face, args.thresholds,
                                   args.crop_scale, args.size, args.keep, args.format, video_backend=args.backend)
         items = shard(discover(args.inputs, allow_empty=args.allow_empty, video_list=args.list), args.shard,
                       args.num_shards)

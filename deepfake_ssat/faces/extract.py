@@ -24,27 +24,31 @@ from .. import __version__
 from ..runcli import first_line
 from ..io import atomic_write_json, is_inside, make_temp_dir, sha256_file
 from .datasets import VideoItem
-from .detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
+from .detect import DEFAULT_THRESHOLDS, FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from .sampling import SamplingPolicy
 from .video import BACKENDS, VideoFailure, open_video  # re-exported for callers
 from .store import (DEFAULT_FORMAT, StoreError, append_row, format_params, index_lock, index_row, read_index,
                     walk_rows, write_crops, write_rows)
 
 
+DETECTOR = "mtcnn-fullres-judge"  # how faces are found (stored with the parameters: a change redoes old videos)
+
+
 @dataclass(frozen=True)
 class ExtractionParams:
     """Everything that changes the crops; a manifest with other parameters is redone on rerun.
 
-    ``detect_max_side`` / ``min_face_size``: MTCNN runs on frames whose longer side is at most
-    ``detect_max_side``, looking for faces of at least ``min_face_size`` pixels at that size.
+    ``min_face_fraction`` / ``min_face_size``: MTCNN looks for faces down to that fraction of the frame's shorter
+    side, never below that many pixels (:func:`.detect.smallest_face`: 54 px in 1080p, 36 in 720p); ``thresholds``:
+    its three stages' probabilities.
     ``crop_scale``: square side = ``max(w, h) * crop_scale``; ``crop_size``: output side in pixels.
     ``keep``: ``largest`` (the most persistent, then largest, track) or ``all`` tracks.
     ``store``: how the crops are saved, ``tar`` | ``npy`` | ``png`` | ``jpg`` (:mod:`.store`).
     """
     sampling: SamplingPolicy = field(default_factory=SamplingPolicy)
-    detect_max_side: int = 640
-    min_face_size: int = 40
-    thresholds: tuple[float, float, float] = (0.85, 0.95, 0.95)
+    min_face_fraction: float = 0.05
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = DEFAULT_THRESHOLDS
     crop_scale: float = 1.3
     crop_size: int = 224
     keep: str = "largest"
@@ -57,17 +61,19 @@ class ExtractionParams:
         format_params(self.store)  # ValueError for an unknown format
         if self.video_backend not in BACKENDS:
             raise ValueError(f"video_backend must be one of {', '.join(BACKENDS)}, got {self.video_backend!r}")
-        if self.crop_scale <= 0 or self.crop_size < 1 or self.detect_max_side < 1 or self.min_face_size < 1:
-            raise ValueError("crop_scale, crop_size, detect_max_side and min_face_size must be positive")
+        if self.crop_scale <= 0 or self.crop_size < 1 or self.min_face_size < 1:
+            raise ValueError("crop_scale, crop_size and min_face_size must be positive")
+        if not 0 <= self.min_face_fraction < 1:
+            raise ValueError(f"min_face_fraction must be in [0, 1), got {self.min_face_fraction}")
 
     def to_dict(self) -> dict:
-        return {"sampling": self.sampling.to_dict(), "detect_max_side": self.detect_max_side,
-                "min_face_size": self.min_face_size, "thresholds": list(self.thresholds),
+        return {"sampling": self.sampling.to_dict(), "detector": DETECTOR,
+                "min_face_fraction": self.min_face_fraction, "min_face_size": self.min_face_size, "thresholds": list(self.thresholds),
                 "crop_scale": self.crop_scale, "crop_size": self.crop_size, "keep": self.keep,
                 **format_params(self.store)}
 
     def detector(self, device: str) -> FaceDetector:
-        return FaceDetector(device, self.detect_max_side, self.min_face_size, self.thresholds)
+        return FaceDetector(device, self.min_face_size, self.min_face_fraction, self.thresholds)
 
 
 def load_manifest(path: Path) -> dict | None:
