@@ -450,15 +450,6 @@ def test_tracks_bridge_far_apart_samples_but_not_other_people():
     assert len(link_tracks([_faces(a0), _faces([0, 0, 200, 250])])) == 2  # 5x larger: not the same face
 
 
-def test_faces_benchmark_reports_p3_p4_keys():
-    from deepfake_ssat.bench.faces import run_faces_benchmark
-
-    result = run_faces_benchmark(width=960, height=540, num_frames=12, frames=8, repeats=1, command="test")
-    assert result["faces_ours"] == result["faces_naive"] == 8
-    assert result["mean_iou_vs_naive"] > 0.7 and result["speedup_vs_naive"] > 0 and result["time_over_decode"] > 0
-    assert json.loads(json.dumps(result))["command"] == "test"
-
-
 def test_pyav_backend_gives_the_same_crops_and_counts_as_done(batch, tmp_path, capsys):
     """--backend pyav decodes the same frames as decord: same boxes and crops, the same statuses for broken files,
     and a decord extraction is finished work for a pyav rerun (the decoder is not an extraction parameter)."""
