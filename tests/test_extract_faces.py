@@ -116,7 +116,8 @@ def test_square_crop_box_is_square_scaled_and_clamped():
 def test_moving_face_crops_boxes_and_manifest(batch):
     clips, out, summary = batch
     assert _record(summary, "moving") == {"key": "clips/moving", "source": str(clips / "moving.mp4"),
-                                          "status": "ok", "reason": None, "num_crops": FRAMES, "skipped": False}
+                                          "status": "ok", "reason": None, "num_crops": FRAMES, "skipped": False,
+                                          "face_share": 1.0, "redone": False}
     m = _manifest(out, "moving")
     sampled = uniform_indices(20, FRAMES)
     assert m["sampled"] == sampled and [c["frame"] for c in m["crops"]] == sampled

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from .. import __version__
 from ..runcli import first_line
 from ..io import atomic_write_json, is_inside, make_temp_dir, sha256_file
 from .datasets import VideoItem
-from .detect import DEFAULT_THRESHOLDS, FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
+from .detect import (DEFAULT_THRESHOLDS, FaceDetector, FrameFaces, Track, link_tracks, main_track, smallest_face,
+                     square_crop_box)
 from .sampling import SamplingPolicy
 from .video import BACKENDS, VideoFailure, open_video  # re-exported for callers
 from .store import (DEFAULT_FORMAT, StoreError, append_row, format_params, index_lock, index_row, read_index,
@@ -207,9 +209,14 @@ def _publish(tmp: Path, final: Path, out_root: Path) -> None:
 
 
 def _record(item: VideoItem, status: str, reason: str | None, num_crops: int = 0,
-            skipped: bool = False) -> dict:
+            skipped: bool = False, manifest: dict | None = None, redone: bool = False) -> dict:
+    """A video's summary record; ``face_share``: the share of its sampled frames with a kept face (None when
+    nothing was decoded); ``redone``: an earlier extraction with other parameters was replaced."""
+    share = None
+    if manifest is not None and manifest.get("sampled"):
+        share = round(len({c["frame"] for c in manifest["crops"]}) / len(manifest["sampled"]), 4)
     return {"key": item.rel_dir, "source": str(item.path), "status": status, "reason": reason,
-            "num_crops": num_crops, "skipped": skipped}
+            "num_crops": num_crops, "skipped": skipped, "face_share": share, "redone": redone}
 
 
 def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, detector: FaceDetector) -> dict:
@@ -235,7 +242,9 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     final = _inside(out_root / item.rel_dir, out_root)
     done = _finished(final, params, item, out_root)
     if done is not None:
-        return _record(item, done["status"], done.get("reason"), len(done["crops"]), skipped=True)
+        return _record(item, done["status"], done.get("reason"), len(done["crops"]), skipped=True, manifest=done)
+    earlier = load_manifest(final / "manifest.json")
+    redone = earlier is not None and earlier.get("params") != params.to_dict()
     start = time.perf_counter()
     try:
         with open_video(item.path, params.video_backend) as video:
@@ -255,7 +264,8 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     try:
         container, crops = _write_crops(tmp, frames, indices, faces, kept, params)
         requested = params.sampling.requested()
-        status, reason = _status(len(indices), requested, num_frames, crops, kept)
+        status, reason = _status(len(indices), requested, num_frames, crops, kept,
+                                 _searched(detector, frames[0]), detector.last_rejected, params.thresholds[2])
         manifest = {
             "tool": "deepfake_ssat.faces", "version": __version__, "status": status, "reason": reason,
             "key": item.rel_dir,
@@ -277,13 +287,24 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _index_video(out_root, item.rel_dir, manifest)
-    return _record(item, status, reason, len(crops))
+    return _record(item, status, reason, len(crops), manifest=manifest, redone=redone)
 
 
-def _status(sampled: int, requested: int, num_frames: int, crops: list[dict],
-            kept: list[Track]) -> tuple[str, str | None]:
+def _searched(detector: FaceDetector, frame: np.ndarray) -> float:
+    """Pixels of the smallest face ``detector`` looks for in frames like ``frame``."""
+    height, width = frame.shape[:2]
+    return smallest_face(width, height, detector.min_face_size, detector.min_face_fraction)
+
+
+def _status(sampled: int, requested: int, num_frames: int, crops: list[dict], kept: list[Track],
+            smallest: float, rejected: np.ndarray | None, threshold: float) -> tuple[str, str | None]:
     if not kept:
-        return "no_face", f"no face found in {sampled} sampled frames"
+        reason = f"no face found in {sampled} sampled frames (faces of {smallest:.0f} px and up searched"
+        if rejected is not None:
+            side = max(rejected[2] - rejected[0], rejected[3] - rejected[1])
+            reason += (f"; the likeliest candidate, {side:.0f} px, had probability {rejected[4]:.2f}, below the "
+                       f"threshold {threshold:g}")
+        return "no_face", reason + ")"
     notes = []
     if sampled < requested:
         notes.append(f"video has {num_frames} frames: {sampled} sampled of {requested} asked")
@@ -413,6 +434,24 @@ def summary_name(shard_index: int, num_shards: int) -> str:
     return "summary.json" if num_shards == 1 else f"summary.shard-{shard_index}-of-{num_shards}.json"
 
 
+LOW_FACE_SHARE = 0.5  # a video with a kept face in fewer of its sampled frames is named in a warning
+
+
+def low_share_warning(record: dict) -> str:
+    """One line naming a video where a face was kept in under half of the sampled frames."""
+    return (f"warning: {record['key']}: a face in only {record['face_share']:.0%} of the sampled frames "
+            f"({record['source']}); its clips may be short")
+
+
+def face_share_summary(records: list[dict]) -> dict:
+    """``mean`` share of sampled frames with a kept face over the decoded videos (None without any) and the videos
+    under :data:`LOW_FACE_SHARE` (key -> share; no_face videos are counted by their status instead)."""
+    shares = [r["face_share"] for r in records if r.get("face_share") is not None]
+    low = {r["key"]: r["face_share"] for r in records
+           if r["status"] == "ok" and r.get("face_share") is not None and r["face_share"] < LOW_FACE_SHARE}
+    return {"mean": round(float(np.mean(shares)), 4) if shares else None, "videos_under_half": low}
+
+
 class BatchInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`run_batch`; ``records``: the videos finished (or skipped) before it."""
 
@@ -439,13 +478,18 @@ def run_batch(items: list[VideoItem], out_root: Path, params: ExtractionParams, 
     try:
         with tqdm(total=len(items), unit="video", desc="faces", disable=not progress, dynamic_ncols=True) as bar:
             tally = {"faces": 0, "failed": 0}
+            shares: list[float] = []
 
             def report(record: dict) -> None:
                 records.append(record)
                 tally["faces"] += record["num_crops"]
                 tally["failed"] += record["status"] not in ("ok", "no_face")
+                if record["face_share"] is not None:
+                    shares.append(record["face_share"])
+                    if record["status"] == "ok" and record["face_share"] < LOW_FACE_SHARE:
+                        tqdm.write(low_share_warning(record), file=sys.stderr)
                 bar.update()
-                bar.set_postfix(tally)
+                bar.set_postfix({**tally, "with_face": f"{np.mean(shares):.0%}" if shares else "-"})
 
             extract_all(items, out_root, params, report, device, workers)
         counts: dict[str, int] = {}
@@ -455,10 +499,15 @@ def run_batch(items: list[VideoItem], out_root: Path, params: ExtractionParams, 
             "version": __version__, "out": str(out_root), "shard": {"index": shard_index, "count": num_shards},
             "params": params.to_dict(), "num_videos": len(records), "counts": counts,
             "skipped": sum(r["skipped"] for r in records), "num_crops": tally["faces"],
+            "frames_with_face": face_share_summary(records),
+            "redone": sum(r.get("redone", False) for r in records),
             "seconds": round(time.perf_counter() - start, 3),
             "videos": sorted(records, key=lambda r: r["key"]),
         }
         atomic_write_json(out_root / summary_name(shard_index, num_shards), summary)
+        if summary["redone"]:
+            tqdm.write(f"note: {summary['redone']} videos had been extracted with other parameters (another face "
+                       f"detector or settings); they were extracted again", file=sys.stderr)
         summary["index_lines"] = update_index(out_root, {r["key"] for r in records})
     except KeyboardInterrupt:
         update_index(out_root, {r["key"] for r in records})  # the finished videos are usable right away

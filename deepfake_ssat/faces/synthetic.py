@@ -291,7 +291,7 @@ class Scene:
 # DFDC-like shots (1080p / 720p, small or dim faces, two people, a turned head, motion blur, a face at the border) and
 # the large moving face of the first benchmark; face widths in frame pixels.
 REAL_CONDITIONS: dict[str, Scene] = {
-    "dim_small_1080p": Scene(1920, 1080, (FacePath.face("astronaut", 70, 900, 380, move=(380, -30)),),
+    "dim_small_1080p": Scene(1920, 1080, (FacePath.face("astronaut", 64, 900, 380, move=(380, -30)),),
                              room="coffee", light=0.45, noise=8),
     "small_1080p": Scene(1920, 1080, (FacePath.face("astronaut", 60, 600, 420, move=(420, 0)),), room="chelsea"),
     "dim_small_720p": Scene(1280, 720, (FacePath.face("astronaut", 60, 700, 260, move=(260, -20)),),
