@@ -24,18 +24,24 @@ from ..runcli import fail, interrupted, tool_command
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="predict.py",
-        description="Fake probability of each video (face extraction in memory, then the face-clip model). "
-                    "Prints a JSON list, one object per video; exit 0 when every input was processed.")
+        description="Fake probability of each video (face extraction in memory, then the face-clip model on every "
+                    "face track: the video's probability is the highest track's, 'decided_by' names that track, "
+                    "'tracks' lists each scored track). Prints a JSON list, one object per video; exit 0 when "
+                    "every input was processed.")
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video file, or folder (every video under it)")
     p.add_argument("--checkpoint", required=True, help="training checkpoint (best.pt / last.pt)")
     p.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
-    p.add_argument("--annotate", type=Path, metavar="DIR", help="write a PNG strip per video (face box + score)")
+    p.add_argument("--annotate", type=Path, metavar="DIR",
+                   help="write a PNG strip per video (each scored face's box + probability)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--clips", type=int, default=4, help="clips sampled per video (default 4)")
     p.add_argument("--stride", type=int, default=2, help="frame stride inside a clip (default 2)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
     p.add_argument("--strategy", choices=STRATEGIES, default="mean", help="clip -> video aggregation (default mean)")
     p.add_argument("--threshold", type=float, default=0.5, help="FAKE when the probability is >= this (default 0.5)")
+    p.add_argument("--min-track-frames", type=int, metavar="N",
+                   help="score every face track with a face in at least N sampled frames (>= 1; default: the "
+                        "model's clip length); the main track is always scored")
     p.add_argument("--crop-size", type=int, help="side the face squares are first resized to, as extract_faces.py "
                                                  "--size of the training data (default: as the model's training "
                                                  "faces, else the model's img_size)")
@@ -84,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     (missing or unusable checkpoint, bad option, an --out / --annotate that cannot be written: checked
     before any work); 130 on Ctrl-C, after writing the videos finished so far where the JSON goes."""
     args = build_parser().parse_args(argv)
+    if args.min_track_frames is not None and args.min_track_frames < 1:
+        return fail(f"--min-track-frames must be >= 1, got {args.min_track_frames}")
     if args.out is not None:
         problem = _output_problem(args.out, "--out", want_dir=False)
         if problem is None and args.out.exists():
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             detector = Detector.from_checkpoint(
                 args.checkpoint, args.device, clips=args.clips, stride=args.stride, crop_size=args.crop_size,
                 batch_size=args.batch_size, strategy=args.strategy, threshold=args.threshold,
+                min_track_frames=args.min_track_frames,
                 video_backend=args.backend, **_given(detect_max_side=args.detect_max_side,
                                                      min_face_size=args.min_face, thresholds=args.thresholds,
                                                      crop_scale=args.crop_scale, store=args.store_format))

@@ -1,9 +1,10 @@
-"""The video detector: decode -> detect faces -> main track -> face clips -> encoder -> fake probability.
+"""The video detector: decode -> detect faces -> face tracks -> face clips -> encoder -> fake probability.
 
 The training pipeline done in memory: frames sampled as ``tools/extract_faces.py --clips K --clip-len T
 --stride s`` samples them, faces found and tracked by the same code, crops resized as the extraction
 stores them and then as :class:`~deepfake_ssat.data.faceclips.FaceClipDataset` reads them at
-evaluation, so clips ``[N, 3, T, S, S]`` match the training input exactly; clip probabilities [N] -> one score.
+evaluation, so clips ``[N, 3, T, S, S]`` match the training input exactly; clip probabilities [N] -> one score
+per face track, and the video's score is the highest track's (a fake face among real ones decides).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..data.transforms import centre_resize, clip_positions, clip_tensor, resize
 from ..engine.runtime import amp_dtype, autocast, resolve_device
 from ..metrics import STRATEGIES, aggregate
 from ..faces.datasets import folder_items
-from ..faces.detect import FaceDetector, link_tracks, main_track, square_crop_box
+from ..faces.detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from ..faces.extract import ExtractionParams
 from ..faces.video import VideoFailure, open_video
 from ..faces.sampling import SamplingPolicy
@@ -28,6 +29,13 @@ from ..faces.store import FORMATS, as_stored, store_format
 from ..models.encoder import Encoder
 from ..runcli import first_line
 from .annotate import write_strip
+
+
+def check_min_track_frames(value: int | None) -> int | None:
+    """``value`` if it is None or an integer >= 1; ValueError (one line) otherwise."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"min_track_frames must be an integer >= 1 (or None: the model's num_frames), got {value!r}")
+    return None if value is None else int(value)
 
 
 class NonFiniteOutput(ValueError):
@@ -99,12 +107,19 @@ class Detector:
     then resized to ``img_size`` as the training dataset does when the two differ; in between, each crop
     is encoded as ``params.store`` keeps it (:func:`~deepfake_ssat.faces.store.as_stored`: JPEG quality 95
     for ``tar`` / ``jpg``; ``params=None``: lossless), so that the model sees the crops it was trained on.
-    The main face track is always used (``params.keep`` does not apply).
+
+    Every face track with a face in at least ``min_track_frames`` sampled frames (None: ``num_frames``, one
+    clip's worth) is scored, each on its own clips, and the main track (most persistent, then largest) always
+    is, however short (``params.keep`` does not apply). The video's probability is the **maximum** over the
+    scored tracks' probabilities: one swapped face of two people is the video's verdict, a real face beside it
+    cannot dilute it. (The DFDC winner instead pools every face's frame predictions into one "confident
+    strategy" score; with one fake of two people that pooled mean drifts toward the real face's score.)
     """
 
     def __init__(self, encoder: Encoder, img_size: int, num_frames: int, device: str | torch.device = "cpu",
                  params: ExtractionParams | None = None, batch_size: int = 8, strategy: str = "mean",
-                 threshold: float = 0.5) -> None:
+                 threshold: float = 0.5, min_track_frames: int | None = None) -> None:
+        self.min_track_frames = check_min_track_frames(min_track_frames)
         self.device = torch.device(device)
         self.encoder = encoder.eval().to(self.device)
         self.img_size, self.num_frames = img_size, num_frames
@@ -124,7 +139,7 @@ class Detector:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", *, clips: int = 4, stride: int = 2,
                         crop_size: int | None = None, batch_size: int = 8, strategy: str = "mean",
-                        threshold: float = 0.5, **extraction) -> "Detector":
+                        threshold: float = 0.5, min_track_frames: int | None = None, **extraction) -> "Detector":
         """A detector from a training checkpoint or an exported detector (decoder weights are not needed).
 
         Faces are found and cropped as for the model's training data: the face detector settings, crop scale,
@@ -132,12 +147,14 @@ class Detector:
         them: the defaults, crops of the model's ``img_size``, lossless). ``clips`` x model ``num_frames`` frames
         ``stride`` apart are sampled per video; ``crop_size`` and ``extraction`` (other :class:`ExtractionParams`
         fields: ``detect_max_side``, ``min_face_size``, ``thresholds``, ``crop_scale``, ``store``) override.
+        ``min_track_frames``: which face tracks are scored (:class:`Detector`).
         Raises FileNotFoundError / ValueError for a missing or unusable checkpoint.
         """
         from ..engine.weights import inference_model, read_inference_checkpoint, training_extraction
 
         if clips < 1:
             raise ValueError(f"clips must be >= 1, got {clips}")
+        check_min_track_frames(min_track_frames)  # before the checkpoint loads
         torch_device = resolve_device(device)
         ckpt = read_inference_checkpoint(path, "cpu")
         encoder, cfg = inference_model(ckpt, path)
@@ -148,7 +165,8 @@ class Detector:
         if crop_size:
             face["crop_size"] = crop_size
         params = ExtractionParams(SamplingPolicy(clips=clips, clip_len=num_frames, stride=stride), **face)
-        return cls(encoder, img_size, num_frames, torch_device, params, batch_size, strategy, threshold)
+        return cls(encoder, img_size, num_frames, torch_device, params, batch_size, strategy, threshold,
+                   min_track_frames)
 
     # ------------------------------------------------------------------------------------------ API
 
@@ -156,17 +174,19 @@ class Detector:
         """The prediction record of one video; never raises for a bad video.
 
         ``path``, ``status`` (ok | no_face | unreadable | missing | error), ``reason`` (one line or None),
-        ``fake_probability`` and ``label`` (FAKE / REAL; None unless ok), ``num_faces``, ``num_clips``,
-        ``per_clip`` (fake probability of each clip), ``frames`` (frame indices of the crops used) and
-        ``boxes`` (their face boxes x1, y1, x2, y2 in frame pixels), ``annotation`` (PNG path or None) and
-        ``seconds``. NaN / inf model output (e.g. corrupted weights) gives status ``error`` with no score:
+        ``fake_probability`` and ``label`` (FAKE / REAL; None unless ok: the highest scored track's),
+        ``tracks`` (one object per scored face track: ``track`` id, ``num_faces``, ``frames``, ``boxes``,
+        ``per_clip``, ``num_clips``, ``fake_probability``, ``label``), ``decided_by`` (the id of the track whose
+        probability is the video's; None unless ok), and that track's ``num_faces``, ``num_clips``, ``per_clip``
+        (fake probability of each clip), ``frames`` (frame indices of the crops used) and ``boxes`` (their face
+        boxes x1, y1, x2, y2 in frame pixels); ``annotation`` (PNG path or None) and ``seconds``. NaN / inf model output (e.g. corrupted weights) gives status ``error`` with no score:
         never a verdict computed from NaN.
 
-        ``annotate``: write a PNG strip of a few sampled frames with the face box and the score there.
+        ``annotate``: write a PNG strip of a few sampled frames with every scored face's box and probability.
         """
         start = time.perf_counter()
         record = {"path": str(path), "status": "ok", "reason": None, "fake_probability": None, "label": None,
-                  "num_faces": 0, "num_clips": 0, "per_clip": [], "frames": [], "boxes": [], "annotation": None}
+                  "num_faces": 0, "num_clips": 0, "per_clip": [], "frames": [], "boxes": [], "tracks": [], "decided_by": None, "annotation": None}
         try:
             record.update(self._predict(Path(path), Path(annotate) if annotate else None))
         except VideoFailure as e:
@@ -239,20 +259,17 @@ class Detector:
         crop = resized_crop(frame[None], self.params.crop_size, (x1, y1, x2 - x1, y2 - y1), flip=False)[0]
         return centre_resize(as_stored(crop, self.params.store)[None], self.img_size)[0]
 
-    def _predict(self, path: Path, annotate: Path | None) -> dict:
-        with open_video(path, self.params.video_backend) as video:
-            num_frames = len(video)
-            clip_lists = self.params.sampling.clip_lists(num_frames)
-            indices = sorted({i for clip in clip_lists for i in clip})
-            frames = video.read(indices)
-        faces = self.faces.detect(frames)
-        track = main_track(link_tracks(faces), faces)
-        if track is None:
-            if annotate is not None:
-                write_strip(annotate, frames, indices, faces, None, "no face")
-            return {"status": "no_face", "reason": f"no face found in {len(indices)} sampled frames",
-                    "annotation": str(annotate) if annotate is not None else None}
+    def scored_tracks(self, tracks: list[Track], faces: list[FrameFaces]) -> list[Track]:
+        """The tracks :meth:`_predict` scores, in id order: each with a face in >= ``min_track_frames`` sampled
+        frames (None: the model's ``num_frames``), and the main track whatever its length."""
+        main = main_track(tracks, faces)
+        least = self.min_track_frames or self.num_frames
+        return [t for t in tracks if t is main or len(t.members) >= least]
 
+    def track_clips(self, track: Track, frames: list[np.ndarray], faces: list[FrameFaces], indices: list[int],
+                    clip_lists: list[list[int]]) -> tuple[list[torch.Tensor], int]:
+        """The clips ``[3, T, S, S]`` of one face track (one per sampled clip where it has a face; a clip with
+        fewer than T faces repeats them as the training dataset does) and how many of them were padded."""
         crops = {pos: self.face_crop(frames[pos], faces[pos].boxes[det]) for pos, det in track.members.items()}
         position = {frame: pos for pos, frame in enumerate(indices)}
         clips, padded = [], 0
@@ -263,16 +280,49 @@ class Detector:
             padded += len(members) < self.num_frames
             picks = clip_positions(len(members), self.num_frames, 1, 0)
             clips.append(clip_tensor(np.stack([crops[members[p]] for p in picks])))
-        probs = self.score_clips(torch.stack(clips))
-        probability = aggregate(probs, self.strategy)
-        label = "FAKE" if probability >= self.threshold else "REAL"
+        return clips, padded
+
+    def _predict(self, path: Path, annotate: Path | None) -> dict:
+        with open_video(path, self.params.video_backend) as video:
+            num_frames = len(video)
+            clip_lists = self.params.sampling.clip_lists(num_frames)
+            indices = sorted({i for clip in clip_lists for i in clip})
+            frames = video.read(indices)
+        faces = self.faces.detect(frames)
+        tracks = link_tracks(faces)
+        main = main_track(tracks, faces)
+        if main is None:
+            if annotate is not None:
+                write_strip(annotate, frames, indices, faces, None, "no face")
+            return {"status": "no_face", "reason": f"no face found in {len(indices)} sampled frames",
+                    "annotation": str(annotate) if annotate is not None else None}
+
+        scored = self.scored_tracks(tracks, faces)
+        built = [self.track_clips(track, frames, faces, indices, clip_lists) for track in scored]
+        probs = self.score_clips(torch.stack([clip for clips, _ in built for clip in clips]))  # one pass, all faces
+        bounds = np.cumsum([0] + [len(clips) for clips, _ in built])
+        results = []
+        for track, lo, hi in zip(scored, bounds[:-1], bounds[1:]):
+            per_clip = probs[lo:hi]
+            probability = aggregate(per_clip, self.strategy)
+            used = sorted(track.members)
+            results.append({"track": track.id, "num_faces": len(used), "frames": [indices[p] for p in used],
+                            "boxes": [[round(float(v), 2) for v in faces[p].boxes[track.members[p]]] for p in used],
+                            "per_clip": per_clip.tolist(), "num_clips": int(hi - lo),
+                            "fake_probability": probability,
+                            "label": "FAKE" if probability >= self.threshold else "REAL"})
+        # the highest track decides; on a tie, the main track (a single face behaves exactly as before)
+        best = max(range(len(scored)), key=lambda k: (results[k]["fake_probability"], scored[k] is main))
+        decided = results[best]
         if annotate is not None:
-            write_strip(annotate, frames, indices, faces, track, f"{label} {probability:.3f}")
-        used = sorted(track.members)
-        return {"reason": self._notes(num_frames, len(clip_lists), len(indices), len(used), padded, len(clips)),
-                "fake_probability": probability, "label": label, "num_faces": len(used),
-                "num_clips": len(clips), "per_clip": probs.tolist(), "frames": [indices[p] for p in used],
-                "boxes": [[round(float(v), 2) for v in faces[p].boxes[track.members[p]]] for p in used],
+            write_strip(annotate, frames, indices, faces,
+                        [(t, r["fake_probability"], r["label"]) for t, r in zip(scored, results)],
+                        f"{decided['label']} {decided['fake_probability']:.3f}")
+        reason = self._notes(num_frames, len(clip_lists), len(indices), decided["num_faces"], built[best][1],
+                             decided["num_clips"])
+        return {"reason": reason, **{k: decided[k] for k in ("fake_probability", "label", "num_faces", "num_clips",
+                                                              "per_clip", "frames", "boxes")},
+                "tracks": results, "decided_by": decided["track"],
                 "annotation": str(annotate) if annotate is not None else None}
 
     def _notes(self, num_frames: int, room: int, sampled: int, with_face: int, padded: int,
