@@ -216,6 +216,7 @@ def test_bad_inputs_get_a_status_not_an_exception(bad_run, videos, name):
     else:
         assert record["fake_probability"] is None and record["label"] is None
         assert record["num_clips"] == record["num_faces"] == 0 and record["per_clip"] == []
+        assert record["tracks"] == [] and record["decided_by"] is None
     if status in ("ok", "no_face"):  # decoded: a strip of frames (with the face box when there is one)
         strip = cv2.imread(record["annotation"])
         assert Path(record["annotation"]) == strips / f"{name}.png" and strip.shape[0] == 240
@@ -229,7 +230,10 @@ def test_cli_json_on_stdout_and_out_file(ckpt, videos, tmp_path, capsys):
     assert [Path(r["path"]).name for r in printed] == ["real.mp4", "swap.mp4"]
     assert all(r["status"] == "ok" and 0 <= r["fake_probability"] <= 1 for r in printed)
     assert {"path", "status", "reason", "fake_probability", "label", "num_faces", "num_clips", "per_clip",
-            "frames", "boxes", "seconds"} <= set(printed[0])
+            "frames", "boxes", "tracks", "decided_by", "seconds"} <= set(printed[0])
+    for r in printed:  # one face: one scored track, and it decides
+        assert [t["track"] for t in r["tracks"]] == [r["decided_by"]]
+        assert r["tracks"][0]["fake_probability"] == r["fake_probability"] and r["tracks"][0]["per_clip"] == r["per_clip"]
 
     out = tmp_path / "sub" / "predictions.json"
     argv = [str(videos / "good/swap.mp4"), str(videos / "bad/notes.mp4"), "--checkpoint", str(ckpt), "--out",
