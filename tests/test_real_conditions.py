@@ -89,3 +89,37 @@ def test_no_face_reason_names_the_size_searched_and_the_likeliest_candidate(tmp_
     record = run_batch(discover([clips / "room.mp4"]), tmp_path / "out3", loose, progress=False)["videos"][0]
     assert record["status"] == "no_face"
     assert "; the likeliest candidate, " in record["reason"] and "below the threshold 0.9)" in record["reason"]
+
+
+def test_a_checkpoint_of_an_older_store_gets_todays_face_sizes():
+    from deepfake_ssat.inference.detector import training_params
+
+    older = {"detect_max_side": 640, "min_face_size": 40, "thresholds": [0.85, 0.95, 0.95], "crop_scale": 1.3,
+             "crop_size": 224, "image_format": "jpg", "store": "tar"}
+    face = training_params(older, "old.pt")
+    assert "min_face_size" not in face and "detect_max_side" not in face  # 40 px of a 640-px frame: not today's
+    assert face["thresholds"] == (0.85, 0.95, 0.95) and face["crop_scale"] == 1.3
+    params = ExtractionParams(**face)
+    assert (params.min_face_size, params.min_face_fraction) == (20, 0.05)
+    today = training_params(ExtractionParams(min_face_fraction=0.04, min_face_size=30).to_dict(), "new.pt")
+    assert (today["min_face_fraction"], today["min_face_size"]) == (0.04, 30)
+
+
+def test_predict_gives_a_verdict_on_the_small_dim_1080p_face(dim_1080p, tmp_path):
+    import torch
+
+    from deepfake_ssat.config import config_to_dict, load_config
+    from deepfake_ssat.engine.build import build_model
+    from deepfake_ssat.engine.checkpoint import save_checkpoint
+    from deepfake_ssat.inference import Detector
+
+    cfg = load_config("video/tiny/dfdc_videomae_scratch")
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "best.pt", {"model": build_model(cfg, 2).state_dict(), "config": config_to_dict(cfg),
+                                           "meta": {"epoch": 0}})
+    record = Detector.from_checkpoint(tmp_path / "best.pt", "cpu").predict_video(dim_1080p / "dim_small_1080p.mp4")
+    assert record["status"] == "ok" and record["label"] in ("FAKE", "REAL"), record
+    assert 0 <= record["fake_probability"] <= 1 and record["num_faces"] >= 8
+    assert "no face in" not in (record["reason"] or "")  # a face in every sampled frame
+    widths = [b[2] - b[0] for b in record["boxes"]]
+    assert 50 < np.median(widths) < 85

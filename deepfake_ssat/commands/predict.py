@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.checkpoint, args.device, clips=args.clips, stride=args.stride, crop_size=args.crop_size,
                 batch_size=args.batch_size, strategy=args.strategy, threshold=args.threshold,
                 min_track_frames=args.min_track_frames,
-                video_backend=args.backend, **_given(detect_max_side=args.detect_max_side,
+                video_backend=args.backend, **_given(min_face_fraction=args.min_face_fraction,
                                                      min_face_size=args.min_face, thresholds=args.thresholds,
                                                      crop_scale=args.crop_scale, store=args.store_format))
         except (FileNotFoundError, ValueError, BackendUnavailable) as e:

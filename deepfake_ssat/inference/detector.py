@@ -67,7 +67,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return paths
 
 
-_FACE_INTS = ("detect_max_side", "min_face_size", "crop_size")
+_FACE_INTS = ("min_face_size", "crop_size")
 
 
 def training_params(extraction: dict | None, source: str | Path) -> dict:
@@ -78,13 +78,14 @@ def training_params(extraction: dict | None, source: str | Path) -> dict:
     if extraction is None:
         return {"store": "png"}
     face: dict = {}
-    for key in (*_FACE_INTS, "crop_scale", "thresholds"):
-        if key not in extraction:
+    older = "detect_max_side" in extraction  # sizes in pixels of downscaled frames: not today's min_face_size
+    for key in (*_FACE_INTS, "crop_scale", "min_face_fraction", "thresholds"):
+        if key not in extraction or (older and key == "min_face_size"):
             continue
         value = extraction[key]
         if key in _FACE_INTS:
             ok = isinstance(value, int) and not isinstance(value, bool)
-        elif key == "crop_scale":
+        elif key in ("crop_scale", "min_face_fraction"):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         else:
             ok = isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)
@@ -146,7 +147,9 @@ class Detector:
         crop size and store format that the checkpoint records (:func:`training_params`; a checkpoint without
         them: the defaults, crops of the model's ``img_size``, lossless). ``clips`` x model ``num_frames`` frames
         ``stride`` apart are sampled per video; ``crop_size`` and ``extraction`` (other :class:`ExtractionParams`
-        fields: ``detect_max_side``, ``min_face_size``, ``thresholds``, ``crop_scale``, ``store``) override.
+        fields: ``min_face_fraction``, ``min_face_size``, ``thresholds``, ``crop_scale``, ``store``) override.
+        A checkpoint of a store extracted before the full-resolution detector records ``detect_max_side`` and a
+        ``min_face_size`` in pixels of its downscaled frames: those two are not used (today's detector and sizes are).
         ``min_track_frames``: which face tracks are scored (:class:`Detector`).
         Raises FileNotFoundError / ValueError for a missing or unusable checkpoint.
         """
