@@ -69,8 +69,8 @@ class ExtractionParams:
             raise ValueError(f"min_face_fraction must be in [0, 1), got {self.min_face_fraction}")
 
     def to_dict(self) -> dict:
-        return {"sampling": self.sampling.to_dict(), "detector": DETECTOR,
-                "min_face_fraction": self.min_face_fraction, "min_face_size": self.min_face_size, "thresholds": list(self.thresholds),
+        return {"sampling": self.sampling.to_dict(), "detector": DETECTOR, "min_face_fraction": self.min_face_fraction,
+                "min_face_size": self.min_face_size, "thresholds": list(self.thresholds),
                 "crop_scale": self.crop_scale, "crop_size": self.crop_size, "keep": self.keep,
                 **format_params(self.store)}
 
@@ -265,7 +265,7 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
         container, crops = _write_crops(tmp, frames, indices, faces, kept, params)
         requested = params.sampling.requested()
         status, reason = _status(len(indices), requested, num_frames, crops, kept,
-                                 _searched(detector, frames[0]), detector.last_rejected, params.thresholds[2])
+                                 lambda: no_face_reason(len(indices), detector, frames[0]))
         manifest = {
             "tool": "deepfake_ssat.faces", "version": __version__, "status": status, "reason": reason,
             "key": item.rel_dir,
@@ -296,15 +296,22 @@ def _searched(detector: FaceDetector, frame: np.ndarray) -> float:
     return smallest_face(width, height, detector.min_face_size, detector.min_face_fraction)
 
 
+def no_face_reason(sampled: int, detector: FaceDetector, frame: np.ndarray) -> str:
+    """One line for a video where ``detector`` found no face in ``sampled`` frames (like ``frame``): the smallest
+    face size searched and, when there was one, the likeliest candidate its last stage turned down."""
+    reason = f"no face found in {sampled} sampled frames (faces of {_searched(detector, frame):.0f} px and up searched"
+    rejected = detector.last_rejected
+    if rejected is not None:
+        side = max(rejected[2] - rejected[0], rejected[3] - rejected[1])
+        reason += (f"; the likeliest candidate, {side:.0f} px, had probability {rejected[4]:.2f}, below the "
+                   f"threshold {detector.cascade.thresholds[2]:g}")
+    return reason + ")"
+
+
 def _status(sampled: int, requested: int, num_frames: int, crops: list[dict], kept: list[Track],
-            smallest: float, rejected: np.ndarray | None, threshold: float) -> tuple[str, str | None]:
+            no_face: Callable[[], str]) -> tuple[str, str | None]:
     if not kept:
-        reason = f"no face found in {sampled} sampled frames (faces of {smallest:.0f} px and up searched"
-        if rejected is not None:
-            side = max(rejected[2] - rejected[0], rejected[3] - rejected[1])
-            reason += (f"; the likeliest candidate, {side:.0f} px, had probability {rejected[4]:.2f}, below the "
-                       f"threshold {threshold:g}")
-        return "no_face", reason + ")"
+        return "no_face", no_face()
     notes = []
     if sampled < requested:
         notes.append(f"video has {num_frames} frames: {sampled} sampled of {requested} asked")

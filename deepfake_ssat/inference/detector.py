@@ -22,7 +22,7 @@ from ..engine.runtime import amp_dtype, autocast, resolve_device
 from ..metrics import STRATEGIES, aggregate
 from ..faces.datasets import folder_items
 from ..faces.detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
-from ..faces.extract import ExtractionParams
+from ..faces.extract import ExtractionParams, no_face_reason
 from ..faces.video import VideoFailure, open_video
 from ..faces.sampling import SamplingPolicy
 from ..faces.store import FORMATS, as_stored, store_format
@@ -182,14 +182,15 @@ class Detector:
         ``per_clip``, ``num_clips``, ``fake_probability``, ``label``), ``decided_by`` (the id of the track whose
         probability is the video's; None unless ok), and that track's ``num_faces``, ``num_clips``, ``per_clip``
         (fake probability of each clip), ``frames`` (frame indices of the crops used) and ``boxes`` (their face
-        boxes x1, y1, x2, y2 in frame pixels); ``annotation`` (PNG path or None) and ``seconds``. NaN / inf model output (e.g. corrupted weights) gives status ``error`` with no score:
-        never a verdict computed from NaN.
+        boxes x1, y1, x2, y2 in frame pixels); ``annotation`` (PNG path or None) and ``seconds``. NaN / inf model
+        output (e.g. corrupted weights) gives status ``error`` with no score: never a verdict computed from NaN.
 
         ``annotate``: write a PNG strip of a few sampled frames with every scored face's box and probability.
         """
         start = time.perf_counter()
         record = {"path": str(path), "status": "ok", "reason": None, "fake_probability": None, "label": None,
-                  "num_faces": 0, "num_clips": 0, "per_clip": [], "frames": [], "boxes": [], "tracks": [], "decided_by": None, "annotation": None}
+                  "num_faces": 0, "num_clips": 0, "per_clip": [], "frames": [], "boxes": [], "tracks": [],
+                  "decided_by": None, "annotation": None}
         try:
             record.update(self._predict(Path(path), Path(annotate) if annotate else None))
         except VideoFailure as e:
@@ -297,7 +298,7 @@ class Detector:
         if main is None:
             if annotate is not None:
                 write_strip(annotate, frames, indices, faces, None, "no face")
-            return {"status": "no_face", "reason": f"no face found in {len(indices)} sampled frames",
+            return {"status": "no_face", "reason": no_face_reason(len(indices), self.faces, frames[0]),
                     "annotation": str(annotate) if annotate is not None else None}
 
         scored = self.scored_tracks(tracks, faces)
