@@ -1,6 +1,6 @@
 """Benchmarks: one sub-command per module of :mod:`deepfake_ssat.bench`, each printing one JSON object with
-``--json`` (else a short text summary): ``model`` (P1/P2), ``faces`` (recall vs full-resolution MTCNN, P3/P4), ``loader`` (P5), ``store`` (start-up
-on a 10k-video face store), ``eval`` (P6).
+``--json`` (else a short text summary): ``model`` (P1/P2), ``faces`` (recall vs full-resolution MTCNN, P3/P4),
+``loader`` (P5), ``store`` (start-up on a 10k-video face store), ``eval`` (P6).
 
 A sub-command imports its benchmark only when it runs, so ``--help`` loads neither torch nor a video decoder.
 """
