@@ -87,8 +87,10 @@ def load_manifest(path: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _finished(final: Path, params: ExtractionParams, item: VideoItem, out_root: Path) -> dict | None:
-    """The manifest in ``final`` if it holds ``item``'s video extracted with ``params``, else None.
+def _finished(final: Path, manifest: dict | None, params: ExtractionParams, item: VideoItem,
+              out_root: Path) -> dict | None:
+    """``manifest`` (the one in ``final``, None: none readable) if it holds ``item``'s video extracted with
+    ``params``, else None.
 
     Rerun rule: a folder whose manifest has the same parameters and the same source size is done if the
     source's mtime is unchanged too; if only the mtime changed (``touch``, a copy), the source's sha256
@@ -97,7 +99,6 @@ def _finished(final: Path, params: ExtractionParams, item: VideoItem, out_root: 
     changed (a label, group or split edited in a video list) gets the new identity in its manifest and index row.
     """
     source = item.path
-    manifest = load_manifest(final / "manifest.json")
     if manifest is None or manifest.get("params") != params.to_dict():
         return None
     stored = manifest.get("source") or {}
@@ -240,10 +241,10 @@ def extract_video(item: VideoItem, out_root: Path, params: ExtractionParams, det
     if item.problem:
         return _record(item, *item.problem)
     final = _inside(out_root / item.rel_dir, out_root)
-    done = _finished(final, params, item, out_root)
+    earlier = load_manifest(final / "manifest.json")
+    done = _finished(final, earlier, params, item, out_root)
     if done is not None:
         return _record(item, done["status"], done.get("reason"), len(done["crops"]), skipped=True, manifest=done)
-    earlier = load_manifest(final / "manifest.json")
     redone = earlier is not None and earlier.get("params") != params.to_dict()
     start = time.perf_counter()
     try:

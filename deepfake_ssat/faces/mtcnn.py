@@ -139,8 +139,8 @@ class Cascade:
         from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg
 
         found, crops = self._crops(frames, found, 48)
-        self.rejected = found
         if not len(found):
+            self.rejected = found
             return found, torch.zeros(0, 5, 2)
         reg, marks, probs = self.onet(crops)
         score = probs[:, 1]
