@@ -1,5 +1,6 @@
-"""File-system utilities every layer may use: atomic writes, temp folders, strict JSON, digests, git revision; and
-:func:`paused_gc` for reading a large store's records.
+"""File-system utilities every layer may use: atomic writes, temp folders, strict JSON, digests, git revision;
+:func:`paused_gc` for reading a large store's records; and :func:`first_line`, how the library quotes an error
+inside its own one-line messages.
 
 Nothing here imports torch or any other part of the package, so face extraction, evaluation and the
 trainer can all write their outputs the same way: temp file in the target folder, fsync, rename;
@@ -20,6 +21,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 _UMASK_LOCK = threading.Lock()
+
+
+def first_line(error: BaseException | str, limit: int = 200) -> str:
+    """The first line of ``error``'s message, cut to ``limit`` characters; its type name when it has none."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
 
 
 def current_umask() -> int:

@@ -16,7 +16,7 @@ from deepfake_ssat.models.registry import create_model, list_models
 
 # Lower layers never import higher ones; a layer may import its own package and anything below.
 LAYERS = {
-    "io": 0, "runcli": 0, "config": 0, "__version__": 0, "metrics": 0,
+    "io": 0, "runtime": 0, "config": 0, "__version__": 0, "metrics": 0,
     "models": 1, "faces": 1,
     "data": 2,
     "engine": 3,
@@ -25,6 +25,7 @@ LAYERS = {
     "export": 6,
     "study": 7, "bench": 7,
     "commands": 8,
+    "__main__": 9,
 }
 
 
@@ -71,6 +72,30 @@ def test_face_extraction_does_not_load_the_training_engine():
             "print(heavy)\nsys.exit(bool(heavy))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+HEAVY = ("deepfake_ssat.engine", "deepfake_ssat.data", "deepfake_ssat.models", "deepfake_ssat.faces",
+         "deepfake_ssat.inference", "deepfake_ssat.eval", "deepfake_ssat.analysis", "timm", "torchvision",
+         "tensorboard", "torch.utils.tensorboard", "sklearn", "decord", "av", "cv2", "albumentations",
+         "facenet_pytorch", "matplotlib", "scipy", "skimage")
+
+
+def _heavy_modules_loaded_by(*modules: str) -> list[str]:
+    """The modules of ``HEAVY`` (or below them) that importing ``modules`` in a fresh interpreter loads."""
+    code = (f"import sys\nimport {', '.join(modules)}\nheavy = {HEAVY!r}\n"
+            "print(sorted(m for m in sys.modules if m in heavy or m.startswith(tuple(h + '.' for h in heavy))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return ast.literal_eval(done.stdout.strip())
+
+
+def test_the_ground_floor_loads_no_heavy_module():
+    """Device resolution, file helpers, configs and the command-line plumbing cost torch and nothing else of
+    weight (counted by the modules they load, not by seconds): a command checks its flags and its device
+    before the trainer, timm or a video decoder loads."""
+    assert _heavy_modules_loaded_by("deepfake_ssat.runtime", "deepfake_ssat.io", "deepfake_ssat.config",
+                                    "deepfake_ssat.commands", "deepfake_ssat.commands._cli") == []
+    assert "deepfake_ssat.engine.trainer" in _heavy_modules_loaded_by("deepfake_ssat.engine")  # the probe sees
 
 
 @pytest.mark.parametrize("name", sorted(list_models()))

@@ -243,7 +243,7 @@ def test_prefetch_factor_needs_workers(tiny_cfg, tmp_path):
 def test_tests_without_the_cuda_marker_run_on_the_cpu():
     """conftest's ``cpu_unless_marked_cuda``: on a GPU machine too, an ``auto`` device is the CPU in a test not marked
     ``cuda``, and the tools it starts see no GPU."""
-    from deepfake_ssat.engine.runtime import resolve_device
+    from deepfake_ssat.runtime import resolve_device
 
     assert not torch.cuda.is_available() and resolve_device("auto") == torch.device("cpu")
     assert run_env()["CUDA_VISIBLE_DEVICES"] == ""

@@ -164,7 +164,7 @@ def test_eval_ff_ctrl_c_keeps_the_finished_protocols(face_data, tiny_ckpts, tmp_
     line = _one_line(capsys.readouterr().err)
     assert line.startswith(f"interrupted: results of the finished zero-shot kept in {out / 'results.md'}"), line
     assert "a rerun evaluates every requested protocol and fold again" in line
-    assert line.endswith("continue with: python tools/eval_ff.py " + " ".join(argv))
+    assert line.endswith("continue with: dfssat-eval-ff " + " ".join(argv))
     records = _strict_json((out / "results.json").read_text())["records"]
     assert {(r["protocol"], r["method"]) for r in records} == {
         ("zero-shot", m) for m in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")}

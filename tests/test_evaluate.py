@@ -212,9 +212,9 @@ def test_bad_input_is_one_line(face_data, cross_faces, ckpts, tmp_path, capsys):
         f"--data-root: {tmp_path / 'nowhere'} is not a folder")
     no_dfdc = error("--checkpoint", good, "--dataset", "dfdc-test", "--data-root", str(face_data.ffpp))
     assert str(face_data.ffpp) in no_dfdc
-    assert f"tools/extract_faces.py <DFDC test folder with labels.csv> --out {face_data.ffpp}" in no_dfdc
+    assert f"dfssat-extract-faces <DFDC test folder with labels.csv> --out {face_data.ffpp}" in no_dfdc
     no_ffpp = error("--checkpoint", good, "--dataset", "ffpp", "--data-root", root)
-    assert root in no_ffpp and f"tools/extract_faces.py <FF++ root> --out {root}" in no_ffpp
+    assert root in no_ffpp and f"dfssat-extract-faces <FF++ root> --out {root}" in no_ffpp
     no_list = error("--checkpoint", good, "--dataset", "celebdf", "--data-root", str(face_data.ffpp))
     assert f"{face_data.ffpp / 'List_of_testing_videos.txt'}" in no_list and "give --test-list" in no_list
     assert error("--checkpoint", good, "--dataset", "list", "--dataset", "celebdf", "--data-root", root,
@@ -258,7 +258,7 @@ def test_ctrl_c_keeps_the_finished_datasets(cross_faces, ckpts, tmp_path, capsys
     assert evaluate_main(argv) == 130
     line = _one_line(capsys.readouterr().err)
     assert line.startswith(f"interrupted: results of the finished test sets (DFDC test) kept in {out / 'results.md'}")
-    assert line.endswith("continue with: python tools/evaluate.py " + " ".join(argv))
+    assert line.endswith("continue with: dfssat-evaluate " + " ".join(argv))
     assert [r["test_set"] for r in _strict_json(out / "results.json")["records"]] == ["DFDC test"]
 
 

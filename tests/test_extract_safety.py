@@ -285,7 +285,7 @@ def test_ctrl_c_keeps_finished_videos_and_says_how_to_continue(tiny, tmp_path, m
     monkeypatch.undo()
     line = _one_line(err)
     assert code == 130 and line.startswith("interrupted: 1 video(s) finished in this run are complete")
-    assert line.endswith("continue with: python tools/extract_faces.py " + " ".join(argv))
+    assert line.endswith("continue with: dfssat-extract-faces " + " ".join(argv))
     assert set(_manifests(out)) == {"in/a"} and len(_manifests(out)["in/a"]["crops"]) == 1
     assert not (out / "in/b").exists() and not _temp_folders(out) and not (out / "summary.json").exists()
     code, printed, _ = _run(argv, capsys)

@@ -128,7 +128,7 @@ def test_the_index_alone_serves_the_scan_and_matches_the_walk(stores, tmp_path, 
     (copy / INDEX_NAME).unlink()
     walked = _scan(copy)
     hint = capsys.readouterr().out.strip()
-    assert hint.count("\n") == 0 and f"python tools/extract_faces.py --reindex {copy}" in hint
+    assert hint.count("\n") == 0 and f"dfssat-extract-faces --reindex {copy}" in hint
     assert set(walked) == set(indexed)
     for key, video in walked.items():
         assert video.segments == indexed[key].segments and video.container.path.name == "crops.tar"
@@ -179,7 +179,7 @@ def test_a_corrupt_container_is_one_line_naming_the_file(stores, tmp_path, store
     ds = FaceClipDataset(videos, 48, 8, train=False)
     with pytest.raises(DatasetError, match=f"{container}: corrupt crop container \\(truncated") as error:
         ds[0]
-    assert "\n" not in str(error.value) and "re-run tools/extract_faces.py" in str(error.value)
+    assert "\n" not in str(error.value) and "re-run dfssat-extract-faces" in str(error.value)
     if store == "tar":  # the right size, other bytes: no JPEG where the index says
         container.write_bytes(bytes(len(data)))
         with pytest.raises(DatasetError, match=f"{container}: corrupt crop container \\(no 48x48 jpg image"):
@@ -301,7 +301,7 @@ def test_a_store_cannot_point_a_reader_outside_it(stores, tmp_path, capsys, stor
                 _scan(root)
             message = str(error.value)
             assert message.startswith(f"{root / INDEX_NAME}: line 1: ") and "\n" not in message, message
-            assert f"tools/extract_faces.py --reindex {root}" in message
+            assert f"dfssat-extract-faces --reindex {root}" in message
     for junk in (b"[1, 2]\n", b"\xff\xfe\x00binary\n"):
         (root / INDEX_NAME).write_bytes(junk + good.encode())
         with pytest.raises(DatasetError, match="line 1 is not an index row"):
@@ -321,7 +321,7 @@ def test_a_store_cannot_point_a_reader_outside_it(stores, tmp_path, capsys, stor
     with pytest.raises(DatasetError) as error:
         _scan(root)
     assert str(error.value) == (f"{manifest_path}: crop file '../../../secret.png' is not a plain name in its folder; "
-                                f"re-run tools/extract_faces.py on that video")
+                                f"re-run dfssat-extract-faces on that video")
     assert extract_main(["--reindex", str(root)]) == 0  # a re-index leaves that video out and says so
     out, err = capsys.readouterr()
     reason = f"{manifest_path}: crop file '../../../secret.png' is not a plain name in its folder"

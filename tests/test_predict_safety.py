@@ -130,7 +130,7 @@ def test_ctrl_c_writes_the_finished_records_to_out(ckpts, clips_dir, tmp_path, c
     printed, err = capsys.readouterr()
     line = one_line(err)
     assert printed == "" and line.startswith("interrupted: 1 of 2 videos predicted, written to ")
-    assert str(out) in line and line.endswith("continue with: python tools/predict.py " + " ".join(argv))
+    assert str(out) in line and line.endswith("continue with: dfssat-predict " + " ".join(argv))
     [record] = strict_json(out.read_text())
     assert record["path"] == str(clips_dir / "a.mp4") and record["status"] == "ok"
     assert 0 <= record["fake_probability"] <= 1

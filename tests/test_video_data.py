@@ -287,7 +287,7 @@ def test_extraction_that_does_not_match_the_config(tmp_path, face_data):
         build_face_clips("dfdc", face_data.dfdc, 32, 8, frame_step=2)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DatasetError, match="holds no extracted faces .* run tools/extract_faces.py"):
+    with pytest.raises(DatasetError, match="holds no extracted faces .* run dfssat-extract-faces"):
         build_face_clips("dfdc", empty, 32, 8)
     mixed = tmp_path / "mixed"
     _fake_extraction(mixed, "a/x", 0, "dfdc", None, "x")
@@ -321,7 +321,7 @@ def test_unusable_videos_are_reported_not_dropped_silently(tmp_path, face_data, 
 
 def test_build_datasets_errors_name_the_key(tmp_path):
     cfg = load_config("video/tiny/dfdc_videomae_095")
-    with pytest.raises(ConfigError, match="data.root: dfdc needs the output folder of tools/extract_faces.py"):
+    with pytest.raises(ConfigError, match="data.root: dfdc needs the output folder of dfssat-extract-faces"):
         build_datasets(cfg.data, 32, 3, 8)
     cfg = load_config("video/tiny/dfdc_videomae_095", [f"data.root={tmp_path / 'nope'}"])
     with pytest.raises(ConfigError, match="does not exist"):

@@ -1,6 +1,7 @@
 """Analyses of trained encoders: the paper's §5.2 diagnostics (attention distribution, inter-token
 distance, feature-map variance, Hessian spectrum), Grad-CAM, attention maps and MAE
-reconstructions. ``tools/analyze.py`` (:func:`.cli.analyze_main`) runs them from checkpoints.
+reconstructions. ``dfssat-analyze`` (:mod:`deepfake_ssat.commands.analyze`, on :mod:`.runner`) runs them from
+checkpoints.
 
 Everything here is analysis-only: hooks are added and removed around each call, and the
 training path (fused attention, no hooks) is never changed.

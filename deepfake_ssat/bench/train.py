@@ -21,7 +21,7 @@ from .. import __version__
 from ..config import Config, find_config, load_config
 from ..data.transforms import clip_span
 from ..engine.distributed import DistInfo
-from ..engine.runtime import autocast, resolve_device
+from ..runtime import autocast, resolve_device
 from ..engine.trainer import Run, setup_run, to_device, train_one_epoch
 from .common import write_synthetic_extraction
 

@@ -10,14 +10,14 @@ from ..analysis.probes import require_plain_vit
 from ..analysis.runner import (ANALYSES, RUNNERS, Loaded, checkpoint_names, fixed_samples, load_for_analysis,
                                run_probes)
 from ..config import ConfigError, load_config
-from ..engine.runtime import resolve_device
+from ..runtime import resolve_device
 from ..io import atomic_write_json
-from ..runcli import fail
+from ._cli import CommandParser, fail
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
-        raise ValueError(message)
+class _Parser(CommandParser):
+    def error(self, message: str) -> None:  # main turns it into its one error line, as for every bad input
+        raise ValueError(self.usage_line(message))
 
 
 def _int_list(text: str) -> list[int]:
@@ -37,7 +37,7 @@ def _what(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="analyze.py", description="Diagnostics and visualisations of SSAT / scratch checkpoints.")
+    p = _Parser(command=__name__, description="Diagnostics and visualisations of SSAT / scratch checkpoints.")
     p.add_argument("--checkpoint", nargs="+", required=True, type=Path, help="training checkpoints (.pt)")
     p.add_argument("--what", type=_what, default=list(ANALYSES),
                    help=f"comma-separated subset of {','.join(ANALYSES)} (default: all)")

@@ -14,7 +14,8 @@ import sys
 from typing import Any, Callable, TypeVar
 
 from ..faces.store import FORMATS
-from ..runcli import fail, tool_command
+from ..runtime import resolve_device
+from ._cli import CommandParser, fail, rerun_command
 
 T = TypeVar("T")
 Result = dict[str, Any]
@@ -98,8 +99,8 @@ def _sub_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="benchmark.py", description="Benchmarks: one JSON object each with --json, else a short text summary.")
+    parser = CommandParser(
+        command=__name__, description="Benchmarks: one JSON object each with --json, else a short text summary.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{model,faces,loader,store,train,eval}")
 
     p = _sub_command(sub, "model", _model, "SSAT vs scratch train step: time ratio vs FLOP ratio (P1), "
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matmul-size", type=int, default=2048, help="square fp32 matmul for the peak (default 2048)")
     p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--default-malloc", action="store_true",
-                   help="skip the glibc allocator tuning that tools/train.py applies (mallopt: keep freed "
+                   help="skip the glibc allocator tuning that dfssat-train applies (mallopt: keep freed "
                         "memory in the process so steps do not re-fault it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu",
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup", type=int, default=3, help="untimed updates first (default 3)")
     t.add_argument("--batch", type=int, help="clips per step (default: the config's)")
     t.add_argument("--num-workers", type=int, help="loader workers (default: the config's)")
-    t.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as in train.py")
+    t.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as in dfssat-train")
     t.add_argument("--threads", type=int, help=THREADS_HELP)
 
     e = _sub_command(sub, "eval", _eval, "peak RSS evaluating 1,000 videos vs 100 (P6: streaming metrics)")
@@ -182,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     run: Run = args.run
     try:
+        if getattr(args, "device", None) is not None:  # auto, cpu, cuda[:N]: as every command takes them
+            args.device = str(resolve_device(args.device))
         with contextlib.redirect_stdout(sys.stderr):  # progress lines of the code under test (the trainer's, ...)
-            result, summary = run(args, shlex.join(tool_command("benchmark.py", argv)))
+            result, summary = run(args, shlex.join(rerun_command(__name__, argv)))
     except (KeyError, ValueError) as e:  # bad input: an encoder the registry lacks (KeyError), bad sizes
         return fail(e)
     print(json.dumps(result, indent=2) if args.json else summary(result))  # stdout: this, and only this

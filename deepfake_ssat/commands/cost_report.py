@@ -1,19 +1,18 @@
-"""``tools/cost_report.py``: GFLOPs per image, training time and estimated kg CO2-eq of training runs,
+"""``dfssat-cost-report`` / ``tools/cost_report.py``: GFLOPs per image, training time and estimated kg CO2-eq of training runs,
 every factor printed (:mod:`deepfake_ssat.engine.cost`)."""
 from __future__ import annotations
 
-import argparse
 import json
 
 from ..engine.cost import CarbonFactors, cost_report, format_cost
-from ..runcli import fail
+from ._cli import CommandParser, fail
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="cost_report.py", description="GFLOPs per image, training time and estimated kg CO2-eq of runs.")
+    parser = CommandParser(
+        command=__name__, description="GFLOPs per image, training time and estimated kg CO2-eq of runs.")
     parser.add_argument("runs", nargs="+", metavar="RUN[+RUN]",
-                        help="run directories of tools/train.py; join SSL and fine-tuning runs with +")
+                        help="run directories of dfssat-train; join SSL and fine-tuning runs with +")
     defaults = CarbonFactors()
     parser.add_argument("--device-power-w", type=float, default=defaults.device_power_w,
                         help=f"watts per device (default {defaults.device_power_w:g}, an RTX A5000)")

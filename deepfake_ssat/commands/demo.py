@@ -59,7 +59,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     print("[demo] 1/6 writing the synthetic DFDC and FF++ layouts (real face, real codec)", flush=True)
     roots = build_demo_data(out / "data", quick)
     stage("data")
-    print("[demo] 2/6 extracting faces with MTCNN (tools/extract_faces.py)", flush=True)
+    print("[demo] 2/6 extracting faces with MTCNN (dfssat-extract-faces)", flush=True)
     crops = {name: out / f"{name}_faces" for name in roots}
     for name, root in roots.items():
         code = extract_main([str(root), "--out", str(crops[name]), "--frames", "8", "--size", "48",
@@ -89,7 +89,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     paths = write_table(out / "ffpp_eval", records)
     stage("ffpp")
 
-    print("[demo] 5/6 predicting one FF++ test video (tools/predict.py)", flush=True)
+    print("[demo] 5/6 predicting one FF++ test video (dfssat-predict)", flush=True)
     test_pairs = json.loads((splits / "test.json").read_text())
     a, b = test_pairs[0]
     video = roots["ffpp"] / "manipulated_sequences" / "FaceSwap" / "c23" / "videos" / f"{a}_{b}.mp4"
@@ -99,7 +99,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
         video, annotate=out / "prediction.png")
     stage("predict")
 
-    print("[demo] 6/6 Grad-CAM: where the DFDC model looks (tools/analyze.py)", flush=True)
+    print("[demo] 6/6 Grad-CAM: where the DFDC model looks (dfssat-analyze)", flush=True)
     analyze_main(["--checkpoint", str(checkpoint), "--what", "gradcam,attnmap", "--split", "test",
                   "--num-samples", "4", "--out", str(out / "analysis")])
     stage("analysis")
@@ -118,9 +118,9 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from ._cli import CommandParser
 
-    parser = argparse.ArgumentParser(description="Video demo: synthetic DFDC/FF++ -> faces -> VideoMAE + SSAT -> "
+    parser = CommandParser(command=__name__, description="Video demo: synthetic DFDC/FF++ -> faces -> VideoMAE + SSAT -> "
                                                  "FF++ zero-shot and cross-manipulation -> predict (CPU).")
     parser.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo; data are reused)")
     parser.add_argument("--quick", action="store_true", help="smallest data and 1-2 epochs (a smoke test)")

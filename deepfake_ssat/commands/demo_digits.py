@@ -35,8 +35,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(description="Digits demo: ViT from scratch vs ViT + SSAT (CPU).")
+    from ._cli import CommandParser
+
+    parser = CommandParser(command=__name__, description="Digits demo: ViT from scratch vs ViT + SSAT (CPU).")
     parser.add_argument("--out", default=None, help="default runs/demo_digits/<timestamp>")
     parser.add_argument("--epochs", type=int, default=None, help="override both configs' epochs")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,19 +1,18 @@
-"""``tools/digits_study.py``: ViT scratch vs ViT + SSAT on the bundled digits, same epochs, several
+"""``dfssat-digits-study`` / ``tools/digits_study.py``: ViT scratch vs ViT + SSAT on the bundled digits, same epochs, several
 seeds: mean ± std of test top-1 (:func:`deepfake_ssat.study.digits_study`)."""
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
 
 from ..config import ConfigError
-from ..runcli import fail
+from ._cli import CommandParser, fail, rerun_command
 from ..study import DIGITS_VARIANTS, digits_study, format_study
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="digits_study.py", description="ViT scratch vs ViT + SSAT on the bundled "
+    parser = CommandParser(command=__name__, description="ViT scratch vs ViT + SSAT on the bundled "
                                      "digits, same epochs, several seeds: mean ± std of test top-1.")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of every run (default 20)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated train.seed values (default 0,1,2)")
@@ -35,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in DIGITS_VARIANTS:
             return fail(f"--variant {name}: the name is taken; pick another")
         variants[name] = (DIGITS_VARIANTS["ssat"][0], extra)
-    command = shlex.join(["python", "tools/digits_study.py"] + (sys.argv[1:] if argv is None else list(argv)))
+    command = shlex.join(rerun_command(__name__, argv))
     try:
         result = digits_study(args.out, args.epochs, seeds, args.opts, variants, command)
     except (ConfigError, FileNotFoundError, ValueError) as e:

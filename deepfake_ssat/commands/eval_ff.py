@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 from ..faces.datasets import FFPP_COMPRESSIONS, FFPP_PAPER_METHODS
+from ._cli import CommandParser
 
 METHOD_CHOICES = (*FFPP_PAPER_METHODS, "all")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="eval_ff.py",
+    p = CommandParser(
+        command=__name__,
         description="FF++ evaluation (Table 8): cross-manipulation fine-tuning with one manipulation left out, "
                     "and/or zero-shot transfer of a (DFDC-trained) checkpoint. Writes results.{md,csv,json}, "
                     "ROC curves and per-video predictions into --out.")
@@ -21,10 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"cross-manipulation fold: {', '.join(FFPP_PAPER_METHODS)} or all (repeatable)")
     p.add_argument("--zero-shot", action="store_true",
                    help="score --checkpoint on every FF++ manipulation, no training")
-    p.add_argument("--checkpoint", type=Path, help="trained checkpoint (best.pt / last.pt of tools/train.py)")
+    p.add_argument("--checkpoint", type=Path, help="trained checkpoint (best.pt / last.pt of dfssat-train)")
     p.add_argument("--scratch", action="store_true",
                    help="cross-manipulation from scratch: no pre-training, classification only (the Scratch row)")
-    p.add_argument("--data-root", type=Path, required=True, help="tools/extract_faces.py output of the FF++ videos")
+    p.add_argument("--data-root", type=Path, required=True, help="dfssat-extract-faces output of the FF++ videos")
     p.add_argument("--splits-dir", type=Path, help="folder of the official train/val/test.json "
                                                    "(default: <data-root>/splits)")
     p.add_argument("--compression", choices=FFPP_COMPRESSIONS, default=None, help="FF++ level (default: config's)")
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune with --config's recipe even where it differs from the checkpoint's (e.g. a "
                         "0.75 SSAT checkpoint at 0.95, or an SSL checkpoint with SSAT): the fold then no longer "
                         "measures the checkpoint's row of Table 8; each fold's recipe.json records it")
-    p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as in train.py")
+    p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as in dfssat-train")
     p.add_argument("--name", help="row name in the table (default: the checkpoint's run folder, or Scratch)")
     p.add_argument("--strategy", choices=("mean", "confident"), default="mean",
                    help="clip -> video aggregation (default mean; confident = the DFDC winner's rule)")
@@ -60,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..config import ConfigError, find_config
     from ..engine.pretrained import PretrainedError
     from ..data.workers import tune_malloc
-    from ..engine.runtime import resolve_device
+    from ..runtime import resolve_device
     from ..engine.trainer import TrainingDiverged
-    from ..runcli import fail, interrupted, tool_command
+    from ._cli import fail, interrupted, rerun_command
     from ..eval.ffpp import cross_manipulation, write_table, zero_shot
 
     tune_malloc()
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"--checkpoint: {args.checkpoint} not found")
         if not args.data_root.is_dir():
             raise FileNotFoundError(f"--data-root: {args.data_root} is not a folder; point it at the "
-                                    f"tools/extract_faces.py output of the FF++ videos")
+                                    f"dfssat-extract-faces output of the FF++ videos")
         device = resolve_device(args.device)
         if args.zero_shot:
             keep(zero_shot(args.checkpoint, args.data_root, args.out, name, args.splits_dir,
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                allow_recipe_mismatch=args.allow_recipe_mismatch)
         paths = write_table(args.out, done)
     except KeyboardInterrupt:
-        return interrupted(_kept(done, args.out), tool_command("eval_ff.py", argv))
+        return interrupted(_kept(done, args.out), rerun_command(__name__, argv))
     except (ConfigError, FileNotFoundError, PretrainedError, ValueError) as e:
         return fail(e)
     except TrainingDiverged as e:

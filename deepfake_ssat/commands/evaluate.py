@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..faces.datasets import FFPP_COMPRESSIONS
+from ._cli import CommandParser
 from .eval_ff import out_problem, run_name
 
 DATASETS = ("ffpp", "celebdf", "dfdc-test", "list")  # = eval.crossdata.DATASETS (not imported: keeps --help light)
@@ -15,8 +16,8 @@ DATASET_FLAGS = {"compression": "ffpp", "splits_dir": "ffpp", "test_list": "cele
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="evaluate.py",
+    p = CommandParser(
+        command=__name__,
         description="Evaluate a checkpoint (video level) on extracted test sets: FF++ (official test split, per "
                     "manipulation and all), Celeb-DF v2 (official test list), the DFDC public test set, your own "
                     "video lists. Writes results.{md,csv,json} (merged across runs: one cross-dataset table) and "
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, action="append", required=True,
                    help="test set(s) to score (repeatable): ffpp, celebdf, dfdc-test, list")
     p.add_argument("--data-root", type=Path, action="append", required=True, metavar="DIR",
-                   help="extraction root (tools/extract_faces.py --out): once for every --dataset, or once per "
+                   help="extraction root (dfssat-extract-faces --out): once for every --dataset, or once per "
                         "--dataset in the same order")
     p.add_argument("--compression", choices=FFPP_COMPRESSIONS, help="FF++ level (default c23)")
     p.add_argument("--splits-dir", type=Path, help="FF++: folder of the official train/val/test.json "
@@ -64,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..config import ConfigError
     from ..data.workers import tune_malloc
-    from ..engine.runtime import resolve_device
+    from ..runtime import resolve_device
     from ..eval.crossdata import celebdf_test_list, eval_sets, evaluate, load_detector, pair_roots, read_table, \
         write_table
-    from ..runcli import fail, interrupted, tool_command
+    from ._cli import fail, interrupted, rerun_command
 
     tune_malloc()
     done: list[dict] = []  # records of the finished datasets
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for _, root in pairs:
             if not root.is_dir():
                 raise FileNotFoundError(f"--data-root: {root} is not a folder; point it at an extraction root "
-                                        f"(the --out of tools/extract_faces.py)")
+                                        f"(the --out of dfssat-extract-faces)")
         for dataset, root in pairs:
             if dataset == "celebdf":
                 celebdf_test_list(root, args.test_list)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             done.extend(evaluate(detector, plan, args.out, device, args.batch_size, args.num_workers, args.strategy))
             paths = write_table(args.out, done)
     except KeyboardInterrupt:
-        return interrupted(_kept(done, args.out), tool_command("evaluate.py", argv))
+        return interrupted(_kept(done, args.out), rerun_command(__name__, argv))
     except (ValueError, OSError) as e:  # ConfigError, CheckpointError, NonFiniteScores are ValueErrors
         return fail(e)
     print(paths["md"].read_text())

@@ -2,19 +2,18 @@
 ONNX, TorchScript or ``torch.export``, checked against PyTorch (:mod:`deepfake_ssat.export`)."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from ..export import FORMATS, SUFFIXES, ExportMismatch, export_model
-from ..runcli import fail, interrupted, tool_command
+from ._cli import CommandParser, fail, interrupted, rerun_command
 
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on a checked export; 2 on a usage error (checkpoint, format, missing exporter package);
     1 when the export does not match PyTorch."""
-    parser = argparse.ArgumentParser(
-        prog="export.py", description="Export a checkpoint's encoder + head (clips -> logits, dynamic batch) and "
+    parser = CommandParser(
+        command=__name__, description="Export a checkpoint's encoder + head (clips -> logits, dynamic batch) and "
                                       "check it against PyTorch on random clips; prints a JSON summary.")
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (best.pt / last.pt)")
     parser.add_argument("--out", required=True, type=Path,
@@ -24,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
                              "onnxscript, onnxruntime: pip install -e .[dev]), torchscript or pt2 (torch.export); "
                              "default from the --out suffix")
     parser.add_argument("--crop-scale", type=float,
-                        help="face crop of the training data (extract_faces.py --crop-scale), recorded beside a "
+                        help="face crop of the training data (dfssat-extract-faces --crop-scale), recorded beside a "
                              "safetensors export (default: the one the checkpoint records, else 1.3)")
     parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted |difference| (default 1e-4)")
     args = parser.parse_args(argv)
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except ExportMismatch as e:
         return fail(e, code=1)
     except KeyboardInterrupt:
-        return interrupted(f"the export to {args.out} may be incomplete", tool_command("export.py", argv))
+        return interrupted(f"the export to {args.out} may be incomplete", rerun_command(__name__, argv))
     print(json.dumps(result))
     return 0
 

@@ -14,19 +14,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn
-
 from ..faces.detect import DEFAULT_THRESHOLDS
 from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, JPEG_QUALITY
-from ..runcli import EXIT_USAGE, fail, interrupted, tool_command
+from ._cli import CommandParser, fail, interrupted, rerun_command
 
 POSITIVE_INT_FLAGS = ("frames", "clips", "clip_len", "stride", "size", "min_face", "workers",
                       "num_shards")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, no usage block
-        self.exit(EXIT_USAGE, f"error: {message}\n")
 
 
 def _thresholds(text: str) -> tuple[float, float, float]:
@@ -51,8 +44,8 @@ def _fraction(text: str) -> float:
 
 
 def add_detection_arguments(p: argparse.ArgumentParser, from_training: bool = False) -> None:
-    """The face detection and crop geometry options shared by extract_faces.py and predict.py; ``from_training``
-    (predict.py): unset options (None) mean the values the model's training data was extracted with."""
+    """The face detection and crop geometry options shared by dfssat-extract-faces and dfssat-predict;
+    ``from_training`` (predict): unset options (None) mean the values the model's training data was extracted with."""
     def default(value, shown: str) -> tuple:
         return (None, f"(default: as the model's training faces, else {shown})") if from_training else \
             (value, f"(default {shown})")
@@ -73,8 +66,8 @@ def add_detection_arguments(p: argparse.ArgumentParser, from_training: bool = Fa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="extract_faces.py",
+    p = CommandParser(
+        command=__name__,
         description="Extract face crops (MTCNN) from videos, a DFDC part/root or an FF++ root into --out, "
                     "with a manifest per video, index.jsonl and summary.json. Reruns skip finished videos. "
                     "--reindex OUT rebuilds OUT/index.jsonl from the manifests, extracting nothing.")
@@ -103,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="videos processed in parallel (default 1)")
     p.add_argument("--shard", type=int, default=0, help="this job's shard index (default 0)")
     p.add_argument("--num-shards", type=int, default=1, help="number of shards the input is split into (default 1)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: cuda if available)")
     p.add_argument("--allow-empty", action="store_true",
                    help="exit 0 when an input holds no video (default: that is an error, exit 2)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
@@ -132,26 +125,6 @@ def _check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"--shard must be in [0, --num-shards={args.num_shards})")
 
 
-def device_error(device: str) -> str | None:
-    """Why ``device`` (cpu, cuda, cuda:N) cannot run the detector here, or None."""
-    import torch
-
-    try:
-        kind = torch.device(device)
-    except RuntimeError:
-        kind = None
-    if kind is None or kind.type not in ("cpu", "cuda"):
-        return f"--device {device}: expected cpu, cuda or cuda:N"
-    if kind.type == "cpu":
-        return None
-    if not torch.cuda.is_available():
-        return f"--device {device}: no CUDA GPU is available on this machine; use --device cpu"
-    count = torch.cuda.device_count()
-    if kind.index is not None and kind.index >= count:
-        return f"--device {device}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}"
-    return None
-
-
 def out_error(out: Path) -> str | None:
     """Why files cannot be written under ``out`` (created if missing, checked with a probe file), or None."""
     if out.exists() and not out.is_dir():
@@ -178,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         from ..faces.extract import BatchInterrupted
 
-        command = tool_command("extract_faces.py", argv)
+        command = rerun_command(__name__, argv)
         if not isinstance(e, BatchInterrupted):
             return interrupted("no video was extracted yet", command)
         done = sum(not r["skipped"] and r["status"] in ("ok", "no_face") for r in e.records)
@@ -191,11 +164,10 @@ def _extract(args: argparse.Namespace) -> int:
     from ..faces.extract import ExtractionParams, run_batch, summary_name
     from ..faces.sampling import SamplingPolicy
     from ..faces.video import BackendUnavailable, require_backend
+    from ..runtime import resolve_device
 
-    device = args.device or _default_device()
-    if error := device_error(device):
-        return fail(error)
     try:
+        device = str(resolve_device(args.device))
         policy = SamplingPolicy(frames=32 if args.frames is None else args.frames,
                                 clips=0 if args.clips is None else args.clips,
                                 clip_len=16 if args.clip_len is None else args.clip_len,
@@ -236,9 +208,3 @@ def _reindex(out: Path) -> int:
     print(json.dumps({"index": str(out / "index.jsonl"), "videos": rows, "left_out": left_out,
                       "seconds": round(time.perf_counter() - start, 3)}))
     return 0
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

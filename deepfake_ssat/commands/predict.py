@@ -1,4 +1,4 @@
-"""``tools/predict.py``: fake probability per video, as one strict JSON list (one object per video).
+"""``dfssat-predict`` / ``tools/predict.py``: fake probability per video, as one strict JSON list (one object per video).
 
 Outputs (``--out``, ``--annotate``) are checked before the model loads; a bad video is a status in its
 record, never an exit code; Ctrl-C keeps the finished records where the JSON goes. The work itself is
@@ -18,12 +18,12 @@ from ..faces.store import FORMATS
 from ..faces.video import BackendUnavailable, require_backend
 from ..inference import Detector, expand_inputs
 from ..io import atomic_write_text, dumps_strict
-from ..runcli import fail, interrupted, tool_command
+from ._cli import CommandParser, fail, interrupted, rerun_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="predict.py",
+    p = CommandParser(
+        command=__name__,
         description="Fake probability of each video (face extraction in memory, then the face-clip model on every "
                     "face track: the video's probability is the highest track's, 'decided_by' names that track, "
                     "'tracks' lists each scored track). Prints a JSON list, one object per video; exit 0 when "
@@ -42,11 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-track-frames", type=int, metavar="N",
                    help="score every face track with a face in at least N sampled frames (>= 1; default: the "
                         "model's clip length); the main track is always scored")
-    p.add_argument("--crop-size", type=int, help="side the face squares are first resized to, as extract_faces.py "
+    p.add_argument("--crop-size", type=int, help="side the face squares are first resized to, as dfssat-extract-faces "
                                                  "--size of the training data (default: as the model's training "
                                                  "faces, else the model's img_size)")
     p.add_argument("--store-format", choices=FORMATS,
-                   help="encode each face crop as an extract_faces.py --format store keeps it (tar / jpg: JPEG "
+                   help="encode each face crop as a dfssat-extract-faces --format store keeps it (tar / jpg: JPEG "
                         "quality 95; png / npy: lossless), so the model sees crops like its training crops "
                         "(default: the training store's, else lossless)")
     add_detection_arguments(p, from_training=True)
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         for record in detector.iter_predictions(paths, args.annotate, progress=not args.quiet):
             records.append(record)
     except KeyboardInterrupt:
-        return interrupted(_kept(records, total, args.out), tool_command("predict.py", argv))
+        return interrupted(_kept(records, total, args.out), rerun_command(__name__, argv))
     return _write_predictions(records, args.out)
 
 

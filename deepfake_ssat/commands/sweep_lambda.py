@@ -1,19 +1,18 @@
-"""``tools/sweep_lambda.py``: train one config at several ``ssat.lam`` values (paper Fig. 3) and
+"""``dfssat-sweep-lambda`` / ``tools/sweep_lambda.py``: train one config at several ``ssat.lam`` values (paper Fig. 3) and
 tabulate accuracy per lambda (:func:`deepfake_ssat.study.sweep_lambda`)."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from ..config import ConfigError
-from ..runcli import fail
+from ._cli import CommandParser, fail
 from ..study import format_sweep, sweep_lambda
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sweep_lambda.py", description="Train one config at several ssat.lam "
+    parser = CommandParser(command=__name__, description="Train one config at several ssat.lam "
                                      "values (paper Fig. 3) and tabulate accuracy per lambda.")
     parser.add_argument("--config", required=True, help="a YAML file or a packaged config name (an SSAT config)")
     parser.add_argument("--lams", default="0.1,0.3,0.5,0.7,0.9,1.0",

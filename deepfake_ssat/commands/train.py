@@ -4,19 +4,18 @@ A thin layer over :func:`deepfake_ssat.engine.fit`: it reads the config (or the 
 ``--config`` against a resumed run, and turns errors and Ctrl-C into one line."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from pathlib import Path
 
 from ..config import Config, ConfigError, config_from_dict, config_to_dict, load_config
-from ..runcli import fail, interrupted
+from ._cli import CommandParser, fail, interrupted, invoked_as
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="train.py", description="Train an SSAT / scratch / MAE model from a YAML config.")
+    parser = CommandParser(
+        command=__name__, description="Train an SSAT / scratch / MAE model from a YAML config.")
     parser.add_argument("--config", help="a YAML file or a packaged config name, e.g. dfdc_videomae_095 "
                                          "(not needed with --resume)")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             ckpt = load_checkpoint(resume)  # read once: the config comes from it, fit() resumes from it
             if not {"config", "model", "train_state"} <= ckpt.keys():
                 raise ValueError(f"{resume}: not a deepfake_ssat training checkpoint; --resume needs a last.pt "
-                                 f"written by tools/train.py")
+                                 f"written by dfssat-train")
         if resume is not None:
             cfg = config_from_dict(ckpt["config"], source=str(resume), overrides=args.opts)
             if args.config:
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as e:
         kept = (f"{e.out_dir / 'last.pt'} holds update {e.step} of {e.total}" if e.step is not None
                 else f"no checkpoint was written yet in {e.out_dir}")
-        return interrupted(kept, ["python", "tools/train.py", "--resume", str(e.out_dir)] if e.step is not None
+        return interrupted(kept, [*invoked_as(__name__), "--resume", str(e.out_dir)] if e.step is not None
                            else None)
     except KeyboardInterrupt:
         return interrupted("nothing was trained yet")

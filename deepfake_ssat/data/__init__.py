@@ -72,7 +72,7 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: in
         raise ConfigError(f"ssat.aux: the multi-view auxiliary tasks (simclr, dino) train on images; {cfg.name} "
                           f"holds face clips: use ssat.aux=mae")
     if cfg.root is None:
-        raise ConfigError(f"data.root: {cfg.name} needs the output folder of tools/extract_faces.py; set data.root")
+        raise ConfigError(f"data.root: {cfg.name} needs the output folder of dfssat-extract-faces; set data.root")
     if num_frames is None or in_chans != 3:
         raise ConfigError(f"data.name: {cfg.name} holds RGB face clips; use a video model with in_chans 3")
     return build_face_clips(

@@ -84,7 +84,7 @@ def _read_rows(root: Path) -> list[dict]:
         raise DatasetError(str(e)) from None
     if rows:
         print(f"[data] {root}: no current {INDEX_NAME}, so every manifest.json was read (slow on a large store); "
-              f"write the index once with: python tools/extract_faces.py --reindex {root}", flush=True)
+              f"write the index once with: dfssat-extract-faces --reindex {root}", flush=True)
     return rows
 
 
@@ -125,7 +125,7 @@ def scan_extraction(root: str | Path, num_frames: int, frame_step: int,
     rows = _read_rows(root)
     if not rows:
         raise DatasetError(f"data.root: {root} holds no extracted faces (no manifest.json); run "
-                           f"tools/extract_faces.py <videos> --out {root} first")
+                           f"dfssat-extract-faces <videos> --out {root} first")
     span = clip_span(num_frames, frame_step)
     counts: Counter = Counter()
     reference: dict | None = None
@@ -162,8 +162,8 @@ def scan_extraction(root: str | Path, num_frames: int, frame_step: int,
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:  # a row edited by hand, or not by us
             raise DatasetError(f"data.root: {root / str(row.get('dir'))}: its index row (or manifest) is not readable "
-                               f"({type(e).__name__}: {e}); re-run tools/extract_faces.py on that video, or "
-                               f"tools/extract_faces.py --reindex {root}") from None
+                               f"({type(e).__name__}: {e}); re-run dfssat-extract-faces on that video, or "
+                               f"dfssat-extract-faces --reindex {root}") from None
     return videos, counts
 
 
@@ -191,7 +191,7 @@ def read_crops(paths: list[Path]) -> np.ndarray:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None or (out is not None and image.shape != out.shape[1:]):
             raise DatasetError(f"{path}: cannot read face crop (missing, corrupt or of another size); re-run "
-                               f"tools/extract_faces.py on that video")
+                               f"dfssat-extract-faces on that video")
         if out is None:
             out = np.empty((len(paths), *image.shape), np.uint8)
         cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=out[n])

@@ -145,7 +145,7 @@ def split_list(videos: list[FaceVideo], val_fraction: float, test_fraction: floa
             raise DatasetError(
                 f"data: video list group {v.group!r} is in split {first.split} ({first.video_id}) and in split "
                 f"{v.split} ({v.video_id}); a group must stay in one split (identity leakage): fix the split "
-                f"column of the list and rerun tools/extract_faces.py --list")
+                f"column of the list and rerun dfssat-extract-faces --list")
     drawn = _assign_groups({k: g for k, g in groups.items() if g not in fixed}, val_fraction, test_fraction, seed)
     return _by_fold(videos, drawn | {k: fixed[g].split for k, g in groups.items() if g in fixed})
 
@@ -169,7 +169,7 @@ def listed_videos(videos: list[FaceVideo], root: Path, video_list: Path) -> list
             out.append(replace(v, label=item.label, group=item.group, split=item.split))
     if items:
         print(f"[data] {video_list}: {len(items)} listed videos have no usable extraction under {root} "
-              f"(e.g. {next(iter(items.values())).path}); run tools/extract_faces.py --list {video_list} "
+              f"(e.g. {next(iter(items.values())).path}); run dfssat-extract-faces --list {video_list} "
               f"--out {root}", flush=True)
     return out
 

@@ -19,8 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..io import atomic_write
-from ..runcli import first_line
+from ..io import atomic_write, first_line
 
 
 class CheckpointError(ValueError):
@@ -70,7 +69,7 @@ def read_weights_only(path: str | os.PathLike, map_location: str | torch.device 
         raise CheckpointError(
             f"{path}: refused: it holds Python objects that could run code when loaded "
             f"({_unsafe_reason(e)}); only tensors, numbers, strings, lists and dicts are read. "
-            f"Ask for a plain state dict or a safetensors export (tools/export.py --format safetensors)") from None
+            f"Ask for a plain state dict or a safetensors export (dfssat-export --format safetensors)") from None
     except Exception as e:  # zip / EOF errors: truncated or not a torch file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first_line(e, 160)}); "
                               f"pass a file written by torch.save or a .safetensors file") from None
@@ -97,7 +96,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     ckpt = read_weights_only(path, map_location)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; "
-                              f"pass a best.pt / last.pt written by tools/train.py")
+                              f"pass a best.pt / last.pt written by dfssat-train")
     verify_digest(ckpt.get("model"), ckpt.get(DIGEST_KEY), path)
     return ckpt
 

@@ -39,8 +39,8 @@ from ..metrics import StreamingMetrics
 from .build import build_model
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, setup_distributed, teardown_distributed
-from .runtime import amp_dtype as choose_amp
-from .runtime import autocast, resolve_device
+from ..runtime import amp_dtype as choose_amp
+from ..runtime import autocast, resolve_device
 
 VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs
 SELECT = ("auto", "auc", "acc", "loss")  # train.select

@@ -15,8 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config, config_from_dict
-from ..io import atomic_write, atomic_write_json
-from ..runcli import first_line
+from ..io import atomic_write, atomic_write_json, first_line
 from .checkpoint import CheckpointError, load_checkpoint, read_weights_only, tensor_digest, verify_digest
 
 DETECTOR_FORMAT = "deepfake_ssat.detector/1"
@@ -52,7 +51,7 @@ def read_detector(path: str | os.PathLike, map_location: str | torch.device = "c
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         raise CheckpointError(f"{path}: no {sidecar.name} beside it; a detector is the .safetensors weights plus "
-                              f"the .json that tools/export.py --format safetensors writes next to them")
+                              f"the .json that dfssat-export --format safetensors writes next to them")
     try:
         meta = json.loads(sidecar.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:

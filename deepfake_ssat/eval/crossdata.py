@@ -23,7 +23,7 @@ from ..engine.checkpoint import DIGEST_KEY
 from ..engine.weights import is_detector_file, load_inference_model
 from ..io import is_inside
 from ..metrics import binary_metrics
-from ..runcli import first_line
+from ..io import first_line
 from .ffpp import ffpp_test_split, model_geometry, present_methods, row_folder, score_checkpoint
 from .report import CROSSDATA_FORMAT, roc_png, write_crossdata_results, write_predictions_csv
 
@@ -31,10 +31,10 @@ DATASETS = ("ffpp", "celebdf", "dfdc-test", "list")
 LIST_SPLITS = ("all", "train", "val", "test")
 CELEBDF_LIST = "List_of_testing_videos.txt"
 _EXTRACTED = {  # --dataset -> (its dataset name in an extraction root, how to extract it, readable name)
-    "ffpp": ("ffpp", "tools/extract_faces.py <FF++ root>", "FF++"),
-    "celebdf": ("celebdf", "tools/extract_faces.py <Celeb-DF root>", "Celeb-DF"),
-    "dfdc-test": ("dfdc_test", "tools/extract_faces.py <DFDC test folder with labels.csv>", "DFDC test"),
-    "list": ("list", "tools/extract_faces.py --list <your videos.csv>", "video list"),
+    "ffpp": ("ffpp", "dfssat-extract-faces <FF++ root>", "FF++"),
+    "celebdf": ("celebdf", "dfssat-extract-faces <Celeb-DF root>", "Celeb-DF"),
+    "dfdc-test": ("dfdc_test", "dfssat-extract-faces <DFDC test folder with labels.csv>", "DFDC test"),
+    "list": ("list", "dfssat-extract-faces --list <your videos.csv>", "video list"),
 }
 
 
@@ -238,7 +238,7 @@ def read_table(out: Path) -> list[dict]:
         raise ValueError(f"{path}: not readable JSON ({first_line(e, 120)}); move it away to start a new "
                          f"table") from None
     if not isinstance(saved, dict) or saved.get("format") != CROSSDATA_FORMAT:
-        raise ValueError(f"{path}: not a cross-dataset table of tools/evaluate.py ({CROSSDATA_FORMAT}); give "
+        raise ValueError(f"{path}: not a cross-dataset table of dfssat-evaluate ({CROSSDATA_FORMAT}); give "
                          f"another --out")
     return saved["records"]
 

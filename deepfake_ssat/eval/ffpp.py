@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from ..config import Config, ConfigError, DecoderConfig, config_from_dict, find_config, load_config
 from ..data import FaceClipDataset, build_face_clips
 from ..data.workers import init_worker
-from ..engine.runtime import amp_dtype, autocast
+from ..runtime import amp_dtype, autocast
 from ..engine.weights import load_inference_model
 from ..faces.datasets import FFPP_METHODS, FFPP_PAPER_METHODS
 from ..metrics import StreamingMetrics
@@ -75,7 +75,7 @@ def present_methods(root: Path, wanted: list[str] | None) -> list[str]:
     present = sorted({p.parent.parent.parent.name for p in root.glob("ffpp/*/*/*/manifest.json")} & set(FFPP_METHODS))
     if not present:
         raise ConfigError(f"--data-root: {root} holds no extracted FF++ manipulations (ffpp/<Method>/<c>/<id>); "
-                          f"run tools/extract_faces.py <FF++ root> --out {root}")
+                          f"run dfssat-extract-faces <FF++ root> --out {root}")
     if wanted is None:
         return [m for m in FFPP_PAPER_METHODS if m in present]
     missing = [m for m in wanted if m not in present]

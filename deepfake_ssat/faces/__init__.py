@@ -1,6 +1,6 @@
 """Face extraction: decode (decord or PyAV, :mod:`.video`) -> detect (MTCNN, downscaled, batched) -> track -> square crops.
 
-``tools/extract_faces.py`` is the CLI (:func:`deepfake_ssat.faces.cli.extract_main`).
+``dfssat-extract-faces`` is the CLI (:mod:`deepfake_ssat.commands.extract_faces`).
 """
 from .datasets import InputError, VideoItem, discover, shard
 from .detect import FaceDetector, FrameFaces, box_iou, link_tracks, square_crop_box

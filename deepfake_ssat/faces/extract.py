@@ -22,8 +22,7 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..runcli import first_line
-from ..io import atomic_write_json, is_inside, make_temp_dir, sha256_file
+from ..io import atomic_write_json, first_line, is_inside, make_temp_dir, sha256_file
 from .datasets import VideoItem
 from .detect import (DEFAULT_THRESHOLDS, FaceDetector, FrameFaces, Track, link_tracks, main_track, smallest_face,
                      square_crop_box)

@@ -155,8 +155,8 @@ class Container:
         return out
 
     def _error(self, what: str) -> StoreError:
-        return StoreError(f"{self.path}: corrupt crop container ({what}); re-run tools/extract_faces.py on that "
-                          f"video, or tools/extract_faces.py --reindex <root> if the index is out of date")
+        return StoreError(f"{self.path}: corrupt crop container ({what}); re-run dfssat-extract-faces on that "
+                          f"video, or dfssat-extract-faces --reindex <root> if the index is out of date")
 
 
 def container_of(folder: Path, row: dict) -> Container | None:
@@ -242,13 +242,13 @@ def read_index(root: Path) -> list[dict] | None:
                 row = None
             if not isinstance(row, dict):
                 raise StoreError(f"{index}: line {n} is not an index row; rebuild the index with "
-                                 f"tools/extract_faces.py --reindex {root}")
+                                 f"dfssat-extract-faces --reindex {root}")
             if not all(k in row for k in _REQUIRED) or (row.get("container") and "offsets" not in row):
                 return None
             problem = row_problem(row)
             if problem:
                 raise StoreError(f"{index}: line {n}: {problem}; rebuild the index with "
-                                 f"tools/extract_faces.py --reindex {root}")
+                                 f"dfssat-extract-faces --reindex {root}")
             rows[row["dir"]] = row
     return [rows[d] for d in sorted(rows)]
 
@@ -280,7 +280,7 @@ def walk_rows(root: Path, strict: bool = False, left_out: list[str] | None = Non
             if problem is None:
                 rows.append(row)
                 continue
-        message = f"{path}: {problem}; re-run tools/extract_faces.py on that video"
+        message = f"{path}: {problem}; re-run dfssat-extract-faces on that video"
         if strict:
             raise StoreError(message)
         if left_out is not None:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..runcli import first_line
+from ..io import first_line
 
 BACKENDS = ("decord", "pyav")
 _PACKAGES = {"decord": "decord", "pyav": "av"}

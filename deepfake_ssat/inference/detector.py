@@ -18,7 +18,7 @@ import torch
 
 from ..config import Config
 from ..data.transforms import centre_resize, clip_positions, clip_tensor, resized_crop
-from ..engine.runtime import amp_dtype, autocast, resolve_device
+from ..runtime import amp_dtype, autocast, resolve_device
 from ..metrics import STRATEGIES, aggregate
 from ..faces.datasets import folder_items
 from ..faces.detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
@@ -27,7 +27,7 @@ from ..faces.video import VideoFailure, open_video
 from ..faces.sampling import SamplingPolicy
 from ..faces.store import FORMATS, as_stored, store_format
 from ..models.encoder import Encoder
-from ..runcli import first_line
+from ..io import first_line
 from .annotate import write_strip
 
 
