@@ -1,7 +1,11 @@
 """Where and how tensors run: device choice and autocast (the process memory setting: `deepfake_ssat.data.workers`).
 
-Training, evaluation, analysis and inference all pick their device with :func:`resolve_device` and
-their mixed precision with :func:`autocast` (bf16 / fp16 on CUDA only: bf16 is very slow on CPUs).
+Training, evaluation, analysis, inference, extraction and the benchmarks all pick their device with
+:func:`resolve_device` (so ``--device auto`` means the same in every command) and their mixed precision with
+:func:`autocast` (bf16 / fp16 on CUDA only: bf16 is very slow on CPUs).
+
+A ground-floor module: it imports torch and nothing of the package, so a command checks its ``--device``
+before the trainer, timm or a video decoder loads (``tests/test_architecture.py`` counts what it loads).
 """
 from __future__ import annotations
 
