@@ -18,21 +18,21 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
 def resolve_device(name: str, what: str = "--device") -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; ValueError (one line naming
-    ``what``, the flag or config key) when the name is malformed or CUDA / that GPU is unavailable."""
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; ValueError (one line, ``<what> <name>:
+    why``, ``what`` the flag or config key) when the name is malformed or CUDA / that GPU is unavailable."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"{what}: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise ValueError(f"{what} {name}: not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"{what}: {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"{what} {name}: not supported; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"{what}: {name} requested but CUDA is not available; use cpu")
+            raise ValueError(f"{what} {name}: CUDA is not available on this machine; use cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"{what}: {name} requested but only {torch.cuda.device_count()} GPU(s) are visible")
+            raise ValueError(f"{what} {name}: only {torch.cuda.device_count()} GPU(s) are visible")
     return device
 
 

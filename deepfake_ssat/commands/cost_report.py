@@ -1,5 +1,5 @@
-"""``dfssat-cost-report`` / ``tools/cost_report.py``: GFLOPs per image, training time and estimated kg CO2-eq of training runs,
-every factor printed (:mod:`deepfake_ssat.engine.cost`)."""
+"""``dfssat-cost-report`` / ``tools/cost_report.py``: GFLOPs per image, training time and estimated kg CO2-eq of
+training runs, every factor printed (:mod:`deepfake_ssat.engine.cost`)."""
 from __future__ import annotations
 
 import json

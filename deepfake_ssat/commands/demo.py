@@ -32,6 +32,20 @@ def build_demo_data(data: Path, quick: bool = False) -> dict[str, Path]:
     return roots
 
 
+def _extract_faces(roots: dict[str, Path], out: Path) -> dict[str, Path]:
+    """Extract every layout's faces (as dfssat-extract-faces does: 8 frames, 48 px squares, faces from 20 px)
+    into ``out/<name>_faces``; returns those folders. A failed extraction stops the demo (RuntimeError)."""
+    from .extract_faces import main as extract_main
+
+    crops = {name: out / f"{name}_faces" for name in roots}
+    for name, root in roots.items():
+        code = extract_main([str(root), "--out", str(crops[name]), "--frames", "8", "--size", "48",
+                             "--min-face", "20"])
+        if code != 0:
+            raise RuntimeError(f"face extraction of {root} failed (exit {code})")
+    return crops
+
+
 def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     """Run every stage into ``out``; returns a summary (also ``out/demo.json``).
 
@@ -43,7 +57,6 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     from ..engine import fit
     from ..io import atomic_write_json
     from ..eval.ffpp import cross_manipulation, write_table, zero_shot
-    from .extract_faces import main as extract_main
     from ..inference import Detector
 
     out = Path(out)
@@ -60,12 +73,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     roots = build_demo_data(out / "data", quick)
     stage("data")
     print("[demo] 2/6 extracting faces with MTCNN (dfssat-extract-faces)", flush=True)
-    crops = {name: out / f"{name}_faces" for name in roots}
-    for name, root in roots.items():
-        code = extract_main([str(root), "--out", str(crops[name]), "--frames", "8", "--size", "48",
-                             "--min-face", "20"])
-        if code != 0:
-            raise RuntimeError(f"face extraction of {root} failed (exit {code})")
+    crops = _extract_faces(roots, out)
     stage("extract")
 
     print("[demo] 3/6 training a tiny VideoMAE (0.95) + SSAT on the DFDC part", flush=True)
@@ -120,8 +128,8 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from ._cli import CommandParser
 
-    parser = CommandParser(command=__name__, description="Video demo: synthetic DFDC/FF++ -> faces -> VideoMAE + SSAT -> "
-                                                 "FF++ zero-shot and cross-manipulation -> predict (CPU).")
+    parser = CommandParser(command=__name__, description="Video demo: synthetic DFDC/FF++ -> faces -> VideoMAE + "
+                                                         "SSAT -> FF++ zero-shot and cross-manipulation -> predict (CPU).")
     parser.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo; data are reused)")
     parser.add_argument("--quick", action="store_true", help="smallest data and 1-2 epochs (a smoke test)")
     args = parser.parse_args(argv)

@@ -1,4 +1,5 @@
-"""``dfssat-predict`` / ``tools/predict.py``: fake probability per video, as one strict JSON list (one object per video).
+"""``dfssat-predict`` / ``tools/predict.py``: fake probability per video, as one strict JSON list (one object per
+video).
 
 Outputs (``--out``, ``--annotate``) are checked before the model loads; a bad video is a status in its
 record, never an exit code; Ctrl-C keeps the finished records where the JSON goes. The work itself is
