@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "memory in the process so steps do not re-fault it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu",
-                   help="cpu (fp32) or cuda[:N] (bf16 autocast, fused AdamW; MFU against a bf16 matmul; use "
-                        "--matmul-size 8192 there) (default cpu)")
+                   help="cpu (fp32), cuda[:N] (bf16 autocast, fused AdamW; MFU against a bf16 matmul; use "
+                        "--matmul-size 8192 there) or auto (default cpu)")
     p.add_argument("--compile", action="store_true",
                    help="time torch.compile-d steps, as train.compile: true trains (compiled before timing)")
 
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--frames", type=int, default=16, help="frames sampled from each video (default 16)")
     f.add_argument("--video-frames", type=int, default=120, help="length of each test video (default 120)")
     f.add_argument("--repeats", type=int, default=3, help="timed rounds of decode and ours, best kept (default 3)")
-    f.add_argument("--device", default="cpu", help="MTCNN device (default cpu)")
+    f.add_argument("--device", default="cpu", help="MTCNN device: auto, cpu, cuda or cuda:N (default cpu)")
     f.add_argument("--threads", type=int, help=THREADS_HELP)
 
     d = _sub_command(sub, "loader", _loader, "face-clip loader frames/s per worker vs reading the same crops, per "
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "train step: e2e_over_step")
     t.add_argument("--config", default="video/tiny/dfdc_videomae_095",
                    help="training config, packaged name or file (default video/tiny/dfdc_videomae_095)")
-    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    t.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     t.add_argument("--steps", type=int, default=20, help="timed updates (default 20)")
     t.add_argument("--warmup", type=int, default=3, help="untimed updates first (default 3)")
     t.add_argument("--batch", type=int, help="clips per step (default: the config's)")
