@@ -18,7 +18,7 @@ from deepfake_ssat.models.registry import create_model, list_models
 LAYERS = {
     "io": 0, "runcli": 0, "config": 0, "__version__": 0, "metrics": 0,
     "models": 1, "faces": 1,
-    "data": 2,
+    "data": 2, "synthetic": 2,
     "engine": 3,
     "eval": 4,
     "inference": 5, "analysis": 5,

@@ -39,7 +39,7 @@ def measure(root: Path, batch_size: int = 16) -> dict[str, Any]:
 def run_eval_benchmark(small: int = 100, large: int = 1000, frames: int = 16,
                        command: str | None = None) -> dict[str, Any]:
     """Write two synthetic extractions and measure each in its own process."""
-    from .common import write_synthetic_extraction  # here: the measured processes need not import faces/
+    from ..synthetic.extractions import write_synthetic_extraction  # here: the measured processes need not import faces/
 
     runs = {}
     with tempfile.TemporaryDirectory(prefix="eval-bench-") as tmp:

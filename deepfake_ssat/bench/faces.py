@@ -1,5 +1,5 @@
 """The ``faces`` benchmark: our extraction vs naive full-resolution MTCNN (speed P3, box IoU and recall) and vs
-decoding alone (P4), on the DFDC-like videos of :data:`~deepfake_ssat.faces.synthetic.REAL_CONDITIONS`.
+decoding alone (P4), on the DFDC-like videos of :data:`~deepfake_ssat.synthetic.scenes.REAL_CONDITIONS`.
 
 Every scene is written once; for each, the same uniformly sampled frames are decoded (decord ``get_batch``, best of
 ``repeats``), extracted by :func:`~deepfake_ssat.faces.extract.extract_video` with the extractor's defaults (best of
@@ -32,7 +32,7 @@ from ..faces.datasets import VideoItem
 from ..faces.detect import box_iou
 from ..faces.extract import ExtractionParams, extract_video, load_manifest
 from ..faces.sampling import SamplingPolicy, uniform_indices
-from ..faces.synthetic import FACE_BOXES, REAL_CONDITIONS, Scene
+from ..synthetic.scenes import FACE_BOXES, REAL_CONDITIONS, Scene
 
 NAIVE_PROB = 0.9   # a naive MTCNN face counts from this probability on
 MATCH_IOU = 0.5    # a crop finds a naive face from this IoU on

@@ -32,8 +32,8 @@ from ..data.images import TRAIN_TRANSFORMS, ImageSubset, make_train_transform
 from ..data.sampling import EpochSampler, SeededItems
 from ..data.workers import init_worker, tune_malloc
 from ..faces.store import DEFAULT_FORMAT, FORMATS
-from ..faces.synthetic import astronaut
-from .common import write_synthetic_extraction
+from ..synthetic.scenes import astronaut
+from ..synthetic.extractions import write_synthetic_extraction
 
 GOAL = 0.5  # P5: loader frames/s >= GOAL x decode frames/s, for the default format
 BATCH = 16  # clips per batch of the DataLoader runs

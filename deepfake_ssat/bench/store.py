@@ -28,7 +28,7 @@ from ..engine.distributed import DistInfo
 from ..engine.trainer import setup_run
 from ..faces.extract import write_index
 from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, INDEX_NAME, read_index, row_problem, write_crops
-from .common import synthetic_crops, synthetic_manifest
+from ..synthetic.extractions import synthetic_crops, synthetic_manifest
 
 LINKS_PER_FILE = 50_000  # hard links to one shared container
 TRAIN_CONFIG = "video/tiny/dfdc_videomae_095"  # the trainer whose start is timed (a tiny model: the data's cost shows)

@@ -23,7 +23,7 @@ from ..data.transforms import clip_span
 from ..engine.distributed import DistInfo
 from ..engine.runtime import autocast, resolve_device
 from ..engine.trainer import Run, setup_run, to_device, train_one_epoch
-from .common import write_synthetic_extraction
+from ..synthetic.extractions import write_synthetic_extraction
 
 DEFAULT_CONFIG = "video/tiny/dfdc_videomae_095"
 

@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from ..faces.layouts import VideoSpec, write_dfdc, write_ffpp
+from ..synthetic.layouts import VideoSpec, write_dfdc, write_ffpp
 
 
 
@@ -18,7 +18,7 @@ def build_demo_data(data: Path, quick: bool = False) -> dict[str, Path]:
     """Write the DFDC / FF++ layouts under ``data`` (skipped when already complete); returns their roots.
 
     Real-codec videos of a real face (``skimage.data.astronaut()``) with four genuinely different
-    synthetic manipulations (:mod:`deepfake_ssat.faces.synthetic`): a face swap with matplotlib's
+    synthetic manipulations (:mod:`deepfake_ssat.synthetic.scenes`): a face swap with matplotlib's
     ``grace_hopper.jpg``, a blurrier autoencoder-like swap, a mouth expression warp and a re-textured mouth.
     """
     spec = VideoSpec(num_frames=12 if quick else 16)
