@@ -22,7 +22,6 @@ LAYERS = {
     "engine": 3,
     "eval": 4,
     "inference": 5, "analysis": 5,
-    "export": 6,
     "study": 7, "bench": 7,
     "commands": 8,
 }

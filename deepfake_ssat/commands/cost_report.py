@@ -1,11 +1,11 @@
 """``tools/cost_report.py``: GFLOPs per image, training time and estimated kg CO2-eq of training runs,
-every factor printed (:mod:`deepfake_ssat.engine.cost`)."""
+every factor printed (:mod:`deepfake_ssat.study.cost`)."""
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..engine.cost import CarbonFactors, cost_report, format_cost
+from ..study.cost import CarbonFactors, cost_report, format_cost
 from ..runcli import fail
 
 

@@ -1,12 +1,12 @@
 """``dfssat-export`` / ``tools/export.py``: a checkpoint's encoder + head as safetensors (to share),
-ONNX, TorchScript or ``torch.export``, checked against PyTorch (:mod:`deepfake_ssat.export`)."""
+ONNX, TorchScript or ``torch.export``, checked against PyTorch (:mod:`deepfake_ssat.inference.export`)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from ..export import FORMATS, SUFFIXES, ExportMismatch, export_model
+from ..inference.export import FORMATS, SUFFIXES, ExportMismatch, export_model
 from ..runcli import fail, interrupted, tool_command
 
 
