@@ -42,7 +42,8 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     from ..config import find_config, load_config
     from ..engine import fit
     from ..io import atomic_write_json
-    from ..eval.ffpp import cross_manipulation, write_table, zero_shot
+    from ..eval.ffpp import cross_manipulation, zero_shot
+    from ..eval.report import TABLE8_FORMAT, update_table
     from .extract_faces import main as extract_main
     from ..inference import Detector
 
@@ -86,7 +87,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     records += cross_manipulation(
         find_config("video/tiny/ffpp_videomae_095.yaml"), crops["ffpp"], out / "ffpp_eval", name, ["NeuralTextures"],
         checkpoint, splits_dir=splits, opts=[f"train.epochs={1 if quick else 20}", *recipe])
-    paths = write_table(out / "ffpp_eval", records)
+    paths = update_table(out / "ffpp_eval", records, TABLE8_FORMAT)
     stage("ffpp")
 
     print("[demo] 5/6 predicting one FF++ test video (tools/predict.py)", flush=True)
