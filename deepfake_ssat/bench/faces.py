@@ -33,6 +33,7 @@ from ..faces.detect import box_iou
 from ..faces.extract import ExtractionParams, extract_video, load_manifest
 from ..faces.sampling import SamplingPolicy, uniform_indices
 from ..synthetic.scenes import FACE_BOXES, REAL_CONDITIONS, Scene
+from .header import run_header
 
 NAIVE_PROB = 0.9   # a naive MTCNN face counts from this probability on
 MATCH_IOU = 0.5    # a crop finds a naive face from this IoU on
@@ -217,8 +218,7 @@ def run_faces_benchmark(scenes: Sequence[str] | None = None, num_frames: int = 1
     scored_every = [v for v in videos if v["recall_every_face"] is not None]
     worst_every = min(scored_every, key=lambda v: v["recall_every_face"]) if scored_every else None
     result = {
-        "benchmark": "faces",
-        "device": device, "torch_threads": torch.get_num_threads(),
+        **run_header("faces", command, device), "torch_threads": torch.get_num_threads(),
         "params": params.to_dict(),
         "video_frames": num_frames, "sampled_frames": len(indices), "codec": "mp4v",
         "reference": REFERENCE,
@@ -237,7 +237,6 @@ def run_faces_benchmark(scenes: Sequence[str] | None = None, num_frames: int = 1
         "videos": videos,
         "timing": f"per video: decode and ours best of {repeats}, naive once (decode included in ours and naive); "
                   f"keep='all' extraction untimed; overall: sums over the videos",
-        "command": command,
     }
     result["goals"] = _goals(result)
     return result

@@ -25,6 +25,7 @@ from ..engine.trainer import TrainStep
 from ..models import SSAT
 from ..models.flops import count_flops, flop_mapping, op_name
 from ..models.registry import get_model_factory
+from .header import run_header
 
 P1_GOAL = 1.05  # measured_over_analytic <= this
 P2_GOAL = 0.6  # cpu_fraction_of_matmul_peak >= this
@@ -490,15 +491,10 @@ def run_model_benchmark(
     # with compile_steps the whole run includes inductor's compile workers: only the timed steps' load counts
     warnings = contention_warnings({} if compile_steps else machine, results, threads)
     return {
-        "benchmark": "model",
-        "command": command if command is not None else " ".join([sys.executable] + sys.argv),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
+        **run_header("model", command, str(dev)),
         "python_executable": sys.executable,
-        "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
         "threads": threads,
         "dtype": "bfloat16 autocast" if dev.type == "cuda" else "float32",
         "compile": compile_steps,
@@ -584,7 +580,7 @@ def contention_warnings(machine: dict[str, float], results: dict[str, Any], thre
 def format_summary(result: dict[str, Any]) -> str:
     """Short human-readable table of a :func:`run_model_benchmark` result."""
     compiled = ", compiled steps" if result.get("compile") else ""
-    lines = [f"torch {result['torch_version']}, {result['threads']} threads, {result['cpu']}, {result['device']} "
+    lines = [f"torch {result['torch']}, {result['threads']} threads, {result['cpu']}, {result['device']} "
              f"{result['dtype']}{compiled}; {result['matmul']['before']['dtype']} matmul "
              f"{result['matmul']['reference_gflops_per_s']:.1f} GFLOP/s"]
     for name, res in result["models"].items():
