@@ -27,7 +27,6 @@ from .ffpp import ffpp_test_split, present_methods, row_folder, score_checkpoint
 from .report import CROSSDATA_DATASETS, roc_png, write_predictions_csv
 
 DATASETS = CROSSDATA_DATASETS  # --dataset choices, in the table's column order
-LIST_SPLITS = ("all", "train", "val", "test")
 CELEBDF_LIST = "List_of_testing_videos.txt"
 _EXTRACTED = {  # --dataset -> (its dataset name in an extraction root, how to extract it, readable name)
     "ffpp": ("ffpp", "tools/extract_faces.py <FF++ root>", "FF++"),

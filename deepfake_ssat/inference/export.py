@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 
-FORMATS = ("safetensors", "onnx", "torchscript", "pt2")
+EXPORT_FORMATS = ("safetensors", "onnx", "torchscript", "pt2")
 SUFFIXES = {".safetensors": "safetensors", ".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "pt2"}
 INPUT_NAME, OUTPUT_NAME = "clips", "logits"
 
@@ -99,8 +99,8 @@ def export_model(checkpoint: str | Path, out_path: str | Path, format: str = "on
     from ..engine.weights import inference_model, read_inference_checkpoint, training_extraction
     from .detector import model_geometry
 
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     ckpt = read_inference_checkpoint(checkpoint, "cpu")
     encoder, cfg = inference_model(ckpt, checkpoint)
     extraction = training_extraction(ckpt, checkpoint)
