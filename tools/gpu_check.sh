@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-14 GPU checks as one script for a lent GPU machine (see README "Performance"). Run from the repository
+# The issue-14 GPU checks as one script for a lent GPU machine (see docs/performance.md). Run from the repository
 # root with the wheels of `make gpu-wheels` in .whl/ (carry: [".whl"]); every step has its own timeout and writes
 # to $OUT (default ./gpu-out), so what finished comes back even when a later step runs out of time.
 #   bash tools/gpu_check.sh               the benchmarks and the CUDA tests: timeouts sum to 570 s, one device call
