@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(PY) tools/benchmark.py model --json
 
 # Python 3.12 x86-64 wheels of what a lent GPU machine lacks (the versions installed here), into .whl/
-# (git-ignored; ~57 MB), for benchmarks/gpu_check.sh
+# (git-ignored; ~57 MB), for tools/gpu_check.sh
 GPU_WHEELS := albumentations|albucore|pydantic|pydantic.core|annotated.types|typing.inspection|simsimd|stringzilla|decord|facenet.pytorch|av
 gpu-wheels: $(STAMP)
 	grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude

@@ -90,7 +90,7 @@ def face_data(tmp_path_factory):
     from types import SimpleNamespace
 
     from deepfake_ssat.commands.extract_faces import main as extract_main
-    from deepfake_ssat.faces.layouts import write_dfdc, write_ffpp
+    from deepfake_ssat.synthetic.layouts import write_dfdc, write_ffpp
 
     root = tmp_path_factory.mktemp("face_data")
     write_dfdc(root / "dfdc", num_parts=3, originals_per_part=2, fakes_per_original=2)

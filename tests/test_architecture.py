@@ -18,11 +18,10 @@ from deepfake_ssat.models.registry import create_model, list_models
 LAYERS = {
     "io": 0, "runtime": 0, "config": 0, "__version__": 0, "metrics": 0,
     "models": 1, "faces": 1,
-    "data": 2,
+    "data": 2, "synthetic": 2,
     "engine": 3,
     "eval": 4,
     "inference": 5, "analysis": 5,
-    "export": 6,
     "study": 7, "bench": 7,
     "commands": 8,
     "__main__": 9,
@@ -135,3 +134,87 @@ def test_configs_of_every_kind_build(tiny_config_file):
     """A video config and the tiny image config give models of the same contract."""
     for cfg in (load_config("video/tiny/dfdc_videomae_095"), load_config(tiny_config_file)):
         assert isinstance(build_model(cfg, 2).encoder, Encoder)
+
+
+def _package_modules() -> dict[str, Path]:
+    """``deepfake_ssat.a.b`` -> its file, for every module and package of the library."""
+    found = {}
+    for path in sorted((ROOT / "deepfake_ssat").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _module_level_imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The library modules ``name`` imports when it is imported (top-level statements; lazy imports inside
+    functions are not part of the import graph)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            target = base + (node.module.split(".") if node.module else [])
+            for alias in node.names:
+                full = ".".join(target + [alias.name])
+                found.add(full if full in modules else ".".join(target))
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m in modules and m != name}
+
+
+def test_no_import_circles():
+    """Module-level imports form no cycle: every room can be imported (and understood) before the ones above it."""
+    modules = _package_modules()
+    graph = {name: _module_level_imports(name, path, modules) for name, path in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> list[str] | None:
+        state[name] = 1
+        for dep in sorted(graph[name]):
+            if state.get(dep) == 1:
+                return path + [name, dep]
+            if dep not in state:
+                circle = visit(dep, path + [name])
+                if circle:
+                    return circle
+        state[name] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state:
+            circle = visit(name, [])
+            assert circle is None, " -> ".join(circle[circle.index(circle[-1]):])
+
+
+def test_no_function_over_80_lines():
+    long = []
+    for path in sorted((ROOT / "deepfake_ssat").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert long == []
+
+
+# the same name in several modules with the same meaning, by convention: each command's entry point and parser,
+# each model family's foreign-checkpoint filter (timm's convention)
+ONE_PER_MODULE = {"main", "build_parser", "checkpoint_filter_fn"}
+
+
+def test_no_public_name_is_defined_in_two_modules():
+    """One name, one meaning: a public top-level function, class or constant is defined in one module only."""
+    where: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "deepfake_ssat").rglob("*.py")):
+        if path.name == "__init__.py":
+            continue  # packages re-export
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [t.id for t in targets if isinstance(t, ast.Name)]
+            else:
+                continue
+            for name in names:
+                if not name.startswith("_") and name not in ONE_PER_MODULE:
+                    where.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}

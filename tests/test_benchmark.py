@@ -10,6 +10,7 @@ import torch
 from conftest import ROOT, requires_cxx
 
 from deepfake_ssat.commands.benchmark import main as benchmark_main
+from deepfake_ssat.bench.header import HEADER_KEYS
 from deepfake_ssat.bench.model import (
     CpuMonitor, benchmark_model, build_variants, count_step_flops, format_summary, make_batch, make_optimizer,
     run_model_benchmark, time_interleaved)
@@ -118,9 +119,9 @@ def test_cli_model_json():
     proc = subprocess.run(cmd, cwd=ROOT, env=_env_without_pythonpath(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["benchmark"] == "model"
+    assert result["benchmark"] == "model" and set(HEADER_KEYS) <= set(result)  # the one header every benchmark writes
     assert result["command"].startswith("python tools/benchmark.py model --json --models tiny")
-    for key in ("torch_version", "threads", "device", "timing_method", "flop_method", "matmul", "summary",
+    for key in ("torch", "threads", "device", "timing_method", "flop_method", "matmul", "summary",
                 "machine_load", "warnings", "wall_seconds"):
         assert key in result
     assert result["threads"] == 1
@@ -188,6 +189,7 @@ def test_train_benchmark_runs_the_real_trainer(capsys):
     captured = capsys.readouterr()
     result = json.loads(captured.out)  # stdout is the one JSON object; the trainer's own lines go to stderr
     assert "[train]" in captured.err
+    assert set(HEADER_KEYS) <= set(result) and result["device"] == "cpu"
     assert result["benchmark"] == "train" and result["steps"] == 3 and result["batch"] == 2
     assert result["compile"] is False  # eager by default; --opts train.compile=true times the compiled step
     assert result["e2e_clips_per_s"] > 0 and result["step_clips_per_s"] > 0

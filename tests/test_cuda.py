@@ -45,7 +45,7 @@ def test_bf16_training_is_finite_and_resumes(kind, face_data, tiny_cfg, tmp_path
 
 def test_detector_on_cuda_matches_cpu_boxes():
     from deepfake_ssat.faces.detect import FaceDetector
-    from deepfake_ssat.faces.synthetic import astronaut
+    from deepfake_ssat.synthetic.scenes import astronaut
 
     frames = [np.ascontiguousarray(astronaut()[::-1] if i % 2 else astronaut()) for i in range(4)]
     cpu = FaceDetector(device="cpu").detect(frames)
@@ -60,7 +60,7 @@ def test_predict_on_cuda_matches_cpu(tmp_path):
     from deepfake_ssat.config import config_to_dict
     from deepfake_ssat.engine.build import build_model
     from deepfake_ssat.engine.checkpoint import save_checkpoint
-    from deepfake_ssat.faces.synthetic import FacePath, write_face_video
+    from deepfake_ssat.synthetic.scenes import FacePath, write_face_video
     from deepfake_ssat.inference import Detector
 
     cfg = load_config("video/tiny/dfdc_videomae_scratch")
@@ -78,7 +78,7 @@ def test_predict_on_cuda_matches_cpu(tmp_path):
 
 def test_extraction_on_cuda_matches_cpu(tmp_path):
     from deepfake_ssat.commands.extract_faces import main as extract
-    from deepfake_ssat.faces.layouts import write_dfdc
+    from deepfake_ssat.synthetic.layouts import write_dfdc
 
     write_dfdc(tmp_path / "videos", num_parts=1, originals_per_part=1, fakes_per_original=1)
     common = ["--frames", "6", "--size", "48", "--min-face", "20", "--no-progress"]

@@ -22,7 +22,7 @@ def cross_faces(tmp_path_factory):
     """Celeb-DF (8 videos, 4 on its test list), the DFDC test set (2 real, 2 fake) and an all-fake video list
     (3 videos, 2 groups), extracted into one root; Celeb-DF's test list copied beside them (its default place)."""
     from deepfake_ssat.commands.extract_faces import main as extract_main
-    from deepfake_ssat.faces.layouts import write_celebdf, write_dfdc_test
+    from deepfake_ssat.synthetic.layouts import write_celebdf, write_dfdc_test
 
     base = tmp_path_factory.mktemp("cross")
     celeb = write_celebdf(base / "Celeb-DF-v2")

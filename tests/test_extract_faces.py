@@ -22,7 +22,7 @@ from deepfake_ssat.faces.datasets import InputError, discover, file_item, shard
 from deepfake_ssat.faces.detect import FrameFaces, box_iou, link_tracks, main_track, square_crop_box
 from deepfake_ssat.faces.extract import ExtractionParams, extract_video, run_batch
 from deepfake_ssat.faces.sampling import SamplingPolicy, clip_indices, uniform_indices
-from deepfake_ssat.faces.synthetic import FacePath, render_frame, write_face_video
+from deepfake_ssat.synthetic.scenes import FacePath, render_frame, write_face_video
 
 FRAMES = 8
 PARAMS = ExtractionParams(SamplingPolicy(frames=FRAMES), min_face_size=20, store="png")  # crops read as files

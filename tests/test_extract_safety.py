@@ -17,7 +17,7 @@ from deepfake_ssat.commands.extract_faces import main as extract_main
 from deepfake_ssat.faces.datasets import VideoItem, discover, shard
 from deepfake_ssat.faces.extract import ExtractionParams, OutsideOutputError, run_batch, write_index
 from deepfake_ssat.faces.sampling import SamplingPolicy
-from deepfake_ssat.faces.synthetic import FacePath, write_face_video
+from deepfake_ssat.synthetic.scenes import FacePath, write_face_video
 
 PARAMS = ExtractionParams(SamplingPolicy(frames=1), min_face_size=20, crop_size=32)
 CLI = ["--frames", "1", "--size", "32", "--min-face", "20", "--device", "cpu", "--no-progress"]

@@ -22,7 +22,7 @@ from deepfake_ssat.commands.extract_faces import main as extract_main
 from deepfake_ssat.data.faceclips import DatasetError, FaceClipDataset, read_clip, scan_extraction
 from deepfake_ssat.data.transforms import _SCALE, _SHIFT, clip_tensor
 from deepfake_ssat.faces import extract as extract_mod
-from deepfake_ssat.faces.layouts import write_dfdc
+from deepfake_ssat.synthetic.layouts import write_dfdc
 from deepfake_ssat.faces.store import DEFAULT_FORMAT, FORMATS, INDEX_NAME, as_stored, read_index
 
 CLI = ["--frames", "8", "--size", "48", "--min-face", "20", "--no-progress", "--device", "cpu"]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from deepfake_ssat.bench.faces import GOALS, best_face, format_faces, run_faces_benchmark, score_video
+from deepfake_ssat.bench.header import HEADER_KEYS
 from deepfake_ssat.commands.benchmark import main as benchmark_main
 
 VIDEO_KEYS = {"name", "width", "height", "face", "decode_seconds", "ours_seconds", "naive_seconds",
@@ -39,6 +40,7 @@ def test_faces_benchmark_reports_recall_against_naive(capsys):
     result = json.loads(json.dumps(result))  # JSON-able
     for key in ("benchmark", "device", "torch_threads", "params", "timing", "command", "videos", "goals"):
         assert key in result
+    assert set(HEADER_KEYS) <= set(result)
     assert result["benchmark"] == "faces" and result["command"] == "test" and result["sampled_frames"] == 3
     assert result["params"]["keep"] == "largest" and result["params"]["sampling"]["frames"] == 3
     videos = {v["name"]: v for v in result["videos"]}

@@ -172,6 +172,4 @@ def test_messages_name_commands_not_checkout_paths():
     found = [f"{path.relative_to(ROOT)}:{line}: {text[:80]!r}"
              for path in sorted((ROOT / "deepfake_ssat").rglob("*.py")) for line, text in _strings(path)
              if script.search(text)]
-    # engine/cost.py moves to its report room in this same issue (issue 23, done by another hand); its one
-    # message is renamed there
-    assert [f for f in found if not f.startswith("deepfake_ssat/engine/cost.py:")] == []
+    assert found == []

@@ -20,7 +20,7 @@ from deepfake_ssat.config import ConfigError, load_config
 from deepfake_ssat.data import build_datasets
 from deepfake_ssat.engine import fit, load_checkpoint
 from deepfake_ssat.engine.build import build_encoder, build_model
-from deepfake_ssat.engine.cost import CarbonFactors, cost_report
+from deepfake_ssat.study.cost import CarbonFactors, cost_report
 from deepfake_ssat.commands.cost_report import main as cost_main
 from deepfake_ssat.models import SSAT
 from deepfake_ssat.models.aux_tasks import SSATMultiView, nt_xent, pooled_features
@@ -324,7 +324,7 @@ def test_cost_report_has_every_factor(tiny_cfg, tmp_path, capsys):
 
 def test_cost_matches_the_paper_for_vit_tiny():
     """Table 3: ViT-T 1.26 GFLOPs (multiply-adds), SSAT 1.67, MAE pre-training 0.43; 60 GPU hours -> 5.96 kg."""
-    from deepfake_ssat.engine.cost import carbon_estimate, gflops_per_image
+    from deepfake_ssat.study.cost import carbon_estimate, gflops_per_image
     cfg = load_config("imagenet_vit_tiny_ssat")
     torch.manual_seed(0)
     got = {lam: gflops_per_image(build_model(load_config("imagenet_vit_tiny_ssat",

@@ -243,3 +243,28 @@ def test_predictions_csv_and_roc_png(tmp_path):
     with pytest.raises(ValueError, match="'c'"):
         roc_png({"c": ([1, 1], [0.2, 0.9])}, tmp_path / "bad.png", "x")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_one_reader_and_writer_keep_the_two_tables_apart_and_merge_by_key(tmp_path):
+    from deepfake_ssat.eval import CROSSDATA_FORMAT, TABLE8_FORMAT, read_records, update_table
+
+    m = binary_metrics([0, 1, 0, 1], [0.2, 0.9, 0.4, 0.6])
+    cross, table8 = tmp_path / "cross", tmp_path / "table8"
+    update_table(cross, [{"model": "a", "test_set": "DFDC test", "dataset": "dfdc-test", "metrics": m},
+                         {"model": "a", "test_set": "FF++ (all)", "dataset": "ffpp", "metrics": m}], CROSSDATA_FORMAT)
+    again = binary_metrics([0, 1], [0.1, 0.8])
+    update_table(cross, [{"model": "a", "test_set": "DFDC test", "dataset": "dfdc-test", "metrics": again}],
+                 CROSSDATA_FORMAT)
+    rows = read_records(cross, CROSSDATA_FORMAT)
+    assert [(r["test_set"], r["metrics"]["n"]) for r in rows] == [("FF++ (all)", 4), ("DFDC test", 2)]
+    assert json.loads((cross / "results.json").read_text())["columns"] == ["FF++ (all)", "DFDC test"]  # FF++ first
+    update_table(table8, [{"model": "a", "protocol": "cross", "method": "Deepfakes", "metrics": m}], TABLE8_FORMAT)
+    update_table(table8, [{"model": "b", "protocol": "cross", "method": "Deepfakes", "metrics": m}], TABLE8_FORMAT)
+    assert [r["model"] for r in read_records(table8, TABLE8_FORMAT)] == ["a", "b"]
+    with pytest.raises(ValueError, match="not a Table 8 of dfssat-eval-ff"):
+        read_records(cross, TABLE8_FORMAT)
+    with pytest.raises(ValueError, match="not a cross-dataset table of dfssat-evaluate"):
+        update_table(table8, rows, CROSSDATA_FORMAT)
+    (table8 / "results.json").write_text("{broken")
+    with pytest.raises(ValueError, match="not readable JSON"):
+        read_records(table8, TABLE8_FORMAT)

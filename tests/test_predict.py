@@ -17,12 +17,12 @@ from deepfake_ssat.data.faceclips import FaceClipDataset, scan_extraction
 from deepfake_ssat.engine.build import build_model
 from deepfake_ssat.engine.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_ssat.commands.export import main as export_main
-from deepfake_ssat.export import export_model
+from deepfake_ssat.inference.export import export_model
 from deepfake_ssat.faces.datasets import file_item
 from deepfake_ssat.faces.detect import box_iou
 from deepfake_ssat.faces.extract import ExtractionParams, extract_video
 from deepfake_ssat.faces.sampling import SamplingPolicy
-from deepfake_ssat.faces.synthetic import MANIPULATIONS, FacePath, write_face_video
+from deepfake_ssat.synthetic.scenes import MANIPULATIONS, FacePath, write_face_video
 from deepfake_ssat.runtime import resolve_device
 from deepfake_ssat.commands.predict import main as predict_main
 from deepfake_ssat.inference import Detector

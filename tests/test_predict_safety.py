@@ -10,7 +10,7 @@ from test_predict import CROP, MOVING, OPTIONS
 from deepfake_ssat.config import config_to_dict, load_config
 from deepfake_ssat.engine.build import build_model
 from deepfake_ssat.engine.checkpoint import save_checkpoint
-from deepfake_ssat.faces.synthetic import write_face_video
+from deepfake_ssat.synthetic.scenes import write_face_video
 from deepfake_ssat.commands.predict import main as predict_main
 from deepfake_ssat.inference import Detector, NonFiniteOutput
 

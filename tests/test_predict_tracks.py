@@ -14,7 +14,7 @@ from deepfake_ssat.data.transforms import clip_tensor
 from deepfake_ssat.faces.detect import FrameFaces, link_tracks
 from deepfake_ssat.faces.extract import ExtractionParams
 from deepfake_ssat.faces.sampling import SamplingPolicy
-from deepfake_ssat.faces.synthetic import MANIPULATIONS, FacePath, render_frame, write_face_video
+from deepfake_ssat.synthetic.scenes import MANIPULATIONS, FacePath, render_frame, write_face_video
 from deepfake_ssat.inference import Detector
 from deepfake_ssat.metrics import aggregate
 

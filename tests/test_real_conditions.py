@@ -11,7 +11,7 @@ from deepfake_ssat.faces.datasets import discover
 from deepfake_ssat.faces.detect import smallest_face
 from deepfake_ssat.faces.extract import ExtractionParams, run_batch
 from deepfake_ssat.faces.sampling import SamplingPolicy, uniform_indices
-from deepfake_ssat.faces.synthetic import REAL_CONDITIONS, FacePath, write_face_video
+from deepfake_ssat.synthetic.scenes import REAL_CONDITIONS, FacePath, write_face_video
 from deepfake_ssat.faces.video import open_video
 
 FRAMES = 8

@@ -66,7 +66,7 @@ def test_eval_clips_spread_over_long_videos(face_data):
 def test_one_augmentation_draw_for_every_frame(tmp_path):
     """A video whose crops are all the same image gives clips whose frames are all the same: crop box,
     flip, colour, JPEG, noise and blur are drawn once per clip; and the draws differ between clips."""
-    from deepfake_ssat.faces.synthetic import astronaut
+    from deepfake_ssat.synthetic.scenes import astronaut
 
     face = cv2.resize(astronaut()[40:240, 120:320], (64, 64))
     _fake_extraction(tmp_path, "dfdc/x", 1, "dfdc", None, "x", image=face)
@@ -118,7 +118,7 @@ def test_clip_transforms_equal_albumentations():
 
     from deepfake_ssat.data.augment import ClipGaussNoise, ClipHueSaturationValue
     from deepfake_ssat.data.transforms import photometric_transform
-    from deepfake_ssat.faces.synthetic import astronaut
+    from deepfake_ssat.synthetic.scenes import astronaut
 
     face = cv2.resize(astronaut()[40:240, 120:320], (48, 48))
     clip = np.stack([np.roll(face, 3 * t, axis=1) for t in range(6)])  # [6, 48, 48, 3]
@@ -381,7 +381,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
 def test_loader_workers_reuse_clip_memory(tmp_path):
     """init_worker (every loader's worker_init_fn): augmented 16 x 224^2 clips stop faulting in fresh pages
     (glibc maps and unmaps each multi-MB array otherwise: ~1,000 page faults, ~1.5 ms, per clip)."""
-    from deepfake_ssat.bench.common import write_synthetic_extraction
+    from deepfake_ssat.synthetic.extractions import write_synthetic_extraction
 
     write_synthetic_extraction(tmp_path, 2, 16, 224, "tar")
     faults = {}

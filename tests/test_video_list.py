@@ -12,8 +12,8 @@ from deepfake_ssat.commands.extract_faces import main as extract_main
 from deepfake_ssat.commands.train import main as train_main
 from deepfake_ssat.data import FACE_CLIP_DATASETS, NUM_CLASSES, build_face_clips
 from deepfake_ssat.data.faceclips import DatasetError
-from deepfake_ssat.faces.layouts import VideoSpec, _scene
-from deepfake_ssat.faces.synthetic import MANIPULATIONS, write_face_video
+from deepfake_ssat.synthetic.layouts import VideoSpec, _scene
+from deepfake_ssat.synthetic.scenes import MANIPULATIONS, write_face_video
 
 EXTRACT = ["--frames", "8", "--size", "48", "--min-face", "20", "--no-progress"]
 # four identities (a real video and its fake each), two videos without a group, one listed file that is missing;

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..data.faceclips import FaceClipDataset, scan_extraction
 from ..eval.ffpp import score_dataset
 from ..models import create_model
+from .header import run_header
 
 
 def measure(root: Path, batch_size: int = 16) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def measure(root: Path, batch_size: int = 16) -> dict[str, Any]:
 def run_eval_benchmark(small: int = 100, large: int = 1000, frames: int = 16,
                        command: str | None = None) -> dict[str, Any]:
     """Write two synthetic extractions and measure each in its own process."""
-    from .common import write_synthetic_extraction  # here: the measured processes need not import faces/
+    from ..synthetic.extractions import write_synthetic_extraction  # here: the measured processes need not import faces/
 
     runs = {}
     with tempfile.TemporaryDirectory(prefix="eval-bench-") as tmp:
@@ -50,7 +50,7 @@ def run_eval_benchmark(small: int = 100, large: int = 1000, frames: int = 16,
                                   capture_output=True, text=True, check=True)
             runs[n] = json.loads(proc.stdout.strip().splitlines()[-1])
     ratio = runs[large]["peak_rss_mib"] / runs[small]["peak_rss_mib"]
-    return {"benchmark": "eval", "version": __version__, "command": command,
+    return {**run_header("eval", command),
             "setup": {"crops_per_video": frames, "crop_size": 32, "model": "videomae_test", "eval_clips": 2},
             "runs": {str(k): v for k, v in runs.items()},
             f"rss_ratio_{large}_over_{small}": round(ratio, 3),

@@ -1,5 +1,5 @@
 """The ``faces`` benchmark: our extraction vs naive full-resolution MTCNN (speed P3, box IoU and recall) and vs
-decoding alone (P4), on the DFDC-like videos of :data:`~deepfake_ssat.faces.synthetic.REAL_CONDITIONS`.
+decoding alone (P4), on the DFDC-like videos of :data:`~deepfake_ssat.synthetic.scenes.REAL_CONDITIONS`.
 
 Every scene is written once; for each, the same uniformly sampled frames are decoded (decord ``get_batch``, best of
 ``repeats``), extracted by :func:`~deepfake_ssat.faces.extract.extract_video` with the extractor's defaults (best of
@@ -32,7 +32,8 @@ from ..faces.datasets import VideoItem
 from ..faces.detect import box_iou
 from ..faces.extract import ExtractionParams, extract_video, load_manifest
 from ..faces.sampling import SamplingPolicy, uniform_indices
-from ..faces.synthetic import FACE_BOXES, REAL_CONDITIONS, Scene
+from ..synthetic.scenes import FACE_BOXES, REAL_CONDITIONS, Scene
+from .header import run_header
 
 NAIVE_PROB = 0.9   # a naive MTCNN face counts from this probability on
 MATCH_IOU = 0.5    # a crop finds a naive face from this IoU on
@@ -210,18 +211,30 @@ def run_faces_benchmark(scenes: Sequence[str] | None = None, num_frames: int = 1
                 **{k: v for k, v in score.items() if k != "iou_sum"},
             })
             iou_sum += score["iou_sum"]
+    result = {
+        **run_header("faces", command, device), "torch_threads": torch.get_num_threads(),
+        "params": params.to_dict(),
+        "video_frames": num_frames, "sampled_frames": len(indices), "codec": "mp4v",
+        "reference": REFERENCE,
+        **_overall(videos, totals, iou_sum),
+        "videos": videos,
+        "timing": f"per video: decode and ours best of {repeats}, naive once (decode included in ours and naive); "
+                  f"keep='all' extraction untimed; overall: sums over the videos",
+    }
+    result["goals"] = _goals(result)
+    return result
+
+
+def _overall(videos: list[dict[str, Any]], totals: dict[str, float], iou_sum: float) -> dict[str, Any]:
+    """The benchmark's overall figures: times summed over the videos, recall over every counted frame and every
+    naive face, and the worst video of each."""
     counted = sum(v["frames_counted"] for v in videos)
     faces_naive = sum(v["faces_naive"] for v in videos)
     scored = [v for v in videos if v["recall"] is not None]
     worst = min(scored, key=lambda v: v["recall"]) if scored else None
     scored_every = [v for v in videos if v["recall_every_face"] is not None]
     worst_every = min(scored_every, key=lambda v: v["recall_every_face"]) if scored_every else None
-    result = {
-        "benchmark": "faces",
-        "device": device, "torch_threads": torch.get_num_threads(),
-        "params": params.to_dict(),
-        "video_frames": num_frames, "sampled_frames": len(indices), "codec": "mp4v",
-        "reference": REFERENCE,
+    return {
         "decode_seconds": round(totals["decode"], 3), "ours_seconds": round(totals["ours"], 3),
         "naive_seconds": round(totals["naive"], 3),
         "speedup_vs_naive": round(totals["naive"] / totals["ours"], 2),
@@ -234,13 +247,7 @@ def run_faces_benchmark(scenes: Sequence[str] | None = None, num_frames: int = 1
         "recall_every_face_worst_video": None if worst_every is None else worst_every["recall_every_face"],
         "recall_every_face_worst_video_name": None if worst_every is None else worst_every["name"],
         "frames_counted": counted, "faces_naive": faces_naive,
-        "videos": videos,
-        "timing": f"per video: decode and ours best of {repeats}, naive once (decode included in ours and naive); "
-                  f"keep='all' extraction untimed; overall: sums over the videos",
-        "command": command,
     }
-    result["goals"] = _goals(result)
-    return result
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:

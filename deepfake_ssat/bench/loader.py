@@ -26,14 +26,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .. import __version__
 from ..data.faceclips import FaceClipDataset, read_clip, scan_extraction
 from ..data.images import TRAIN_TRANSFORMS, ImageSubset, make_train_transform
 from ..data.sampling import EpochSampler, SeededItems
 from ..data.workers import init_worker, tune_malloc
 from ..faces.store import DEFAULT_FORMAT, FORMATS
-from ..faces.synthetic import astronaut
-from .common import write_synthetic_extraction
+from ..synthetic.scenes import astronaut
+from ..synthetic.extractions import write_synthetic_extraction
+from .header import run_header
 
 GOAL = 0.5  # P5: loader frames/s >= GOAL x decode frames/s, for the default format
 BATCH = 16  # clips per batch of the DataLoader runs
@@ -167,7 +167,7 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
         measure_workers(DEFAULT_FORMAT, videos, frames, crop_size, img_size, clip_len, workers)
     images = measure_image_workers(batches=image_batches, repeats=repeats) if image_batches else None
     return {
-        "benchmark": "loader", "version": __version__, "command": command,
+        **run_header("loader", command),
         "setup": {"videos": videos, "crops_per_video": frames, "crop_size": crop_size, "img_size": img_size,
                   "clip_len": clip_len, "augment": True, "clips_per_pass": clips, "repeats": repeats, "threads": 1,
                   "worker_retains_freed_memory": retained},

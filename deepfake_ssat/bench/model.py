@@ -25,6 +25,7 @@ from ..engine.trainer import TrainStep
 from ..models import SSAT
 from ..models.flops import count_flops, flop_mapping, op_name
 from ..models.registry import get_model_factory
+from .header import run_header
 
 P1_GOAL = 1.05  # measured_over_analytic <= this
 P2_GOAL = 0.6  # cpu_fraction_of_matmul_peak >= this
@@ -279,101 +280,116 @@ def benchmark_model(model: str, frames: int | None, img_size: int | None, batch:
     scratch, ssat = scratch.to(device), {r: m.to(device) for r, m in ssat.items()}
     x, y = make_batch(scratch, batch, seed, device)
     variants: dict[str, SSAT] = {"scratch": scratch, **{f"ssat@{r:g}": m for r, m in ssat.items()}}
-    optimizers = {k: make_optimizer(m) for k, m in variants.items()}
+    flops, times, compile_seconds, machine = _measure_variants(variants, x, y, repeats, warmup, compile_steps)
 
-    # FLOPs: one counted step per variant (also the first, untimed, step of each model)
+    enc = scratch.encoder
+    result: dict[str, Any] = {
+        "model": resolve_model_name(model),
+        "kind": "video" if len(enc.grid_size) == 3 else "image",
+        "input_shape": list(x.shape),
+        "batch": batch,
+        "tokens": enc.patch_embed.num_patches if hasattr(enc, "patch_embed") else None,
+        "encoder_params": _params(enc),
+        "compile_seconds": compile_seconds or None,
+        "machine_load": machine,
+        **_scratch_record(times["scratch"], flops["scratch"], matmul_gflops_per_s, threads),
+        "ratios": {f"{r:g}": _ratio_record(m, r, x, times, flops, matmul_gflops_per_s, threads)
+                   for r, m in ssat.items()},
+    }
+    if resolve_model_name(model) == "videomae_test":
+        result["note"] = TINY_NOTE
+    return result
+
+
+def _measure_variants(variants: dict[str, SSAT], x: torch.Tensor, y: torch.Tensor, repeats: int, warmup: int,
+                      compile_steps: bool) -> tuple[dict, dict, dict[str, float], dict[str, float]]:
+    """Each variant's counted step FLOPs (also its first, untimed step), compile seconds (compiled first, untimed,
+    one step each) and interleaved step times, with the machine's load over the timed steps only (compiling runs
+    worker processes of its own): ``(flops, times, compile_seconds, machine_load)``."""
+    optimizers = {k: make_optimizer(m) for k, m in variants.items()}
     flops = {k: count_step_flops(m, optimizers[k], x, y) for k, m in variants.items()}
     compiled = {k: torch.compile(TrainStep(m)) for k, m in variants.items()} if compile_steps else {}
     compile_seconds = {}
-    for k, step in compiled.items():  # compiled here, untimed: one step each
+    for k, step in compiled.items():
         start = time.perf_counter()
         train_step(variants[k], optimizers[k], x, y, step)
         compile_seconds[k] = round(time.perf_counter() - start, 2)
-
-    monitor = CpuMonitor().start()  # the timed steps only (compiling runs worker processes of its own)
+    monitor = CpuMonitor().start()
 
     def stepper(key: str) -> Callable[[], None]:
         return lambda: train_step(variants[key], optimizers[key], x, y, compiled.get(key))
 
     times = time_interleaved({k: stepper(k) for k in variants}, repeats, warmup)
-    machine = monitor.stop()
+    return flops, times, compile_seconds, monitor.stop()
 
-    enc = scratch.encoder
-    num_tokens = enc.patch_embed.num_patches if hasattr(enc, "patch_embed") else None
-    video = len(enc.grid_size) == 3
-    scratch_t = _median(times["scratch"]["seconds"])
-    scratch_f = flops["scratch"][0]
-    step_gflops_per_s = scratch_f / scratch_t / 1e9
+
+def _scratch_record(t: dict[str, list[float]], flops: tuple[int, dict[str, int]], matmul_gflops_per_s: float,
+                    threads: int) -> dict[str, Any]:
+    """The ``scratch`` and ``p2`` entries of one model's result: the classification-only step against the matmul
+    reference."""
+    seconds = _median(t["seconds"])
+    step_gflops_per_s = flops[0] / seconds / 1e9
     fraction = step_gflops_per_s / matmul_gflops_per_s
-    result: dict[str, Any] = {
-        "model": resolve_model_name(model),
-        "kind": "video" if video else "image",
-        "input_shape": list(x.shape),
-        "batch": batch,
-        "tokens": num_tokens,
-        "encoder_params": _params(enc),
-        "compile_seconds": compile_seconds or None,
-        "machine_load": machine,
+    return {
         "scratch": {
-            "step_seconds": scratch_t,
-            "step_seconds_all": times["scratch"]["seconds"],
-            "step_seconds_min": min(times["scratch"]["seconds"]),
-            "step_seconds_spread": _spread(times["scratch"]["seconds"]),
-            "sys_seconds_per_step": _median(times["scratch"]["sys_seconds"]),
-            "minor_faults_per_step": int(_median(times["scratch"]["minor_faults"])),
-            "step_gflops": scratch_f / 1e9,
+            "step_seconds": seconds,
+            "step_seconds_all": t["seconds"],
+            "step_seconds_min": min(t["seconds"]),
+            "step_seconds_spread": _spread(t["seconds"]),
+            "sys_seconds_per_step": _median(t["sys_seconds"]),
+            "minor_faults_per_step": int(_median(t["minor_faults"])),
+            "step_gflops": flops[0] / 1e9,
             "step_gflops_per_s": step_gflops_per_s,
-            "cpu_utilization": _utilization(times["scratch"], threads),
+            "cpu_utilization": _utilization(t, threads),
             "mfu": fraction,
-            "gflops_by_op": _gflops(flops["scratch"][1]),
+            "gflops_by_op": _gflops(flops[1]),
         },
         "p2": {
             "cpu_fraction_of_matmul_peak": fraction,
-            "step_gflops": scratch_f / 1e9,
-            "step_seconds": scratch_t,
+            "step_gflops": flops[0] / 1e9,
+            "step_seconds": seconds,
             "step_gflops_per_s": step_gflops_per_s,
             "matmul_gflops_per_s": matmul_gflops_per_s,
             "goal": P2_GOAL,
             "p2_ok": bool(fraction >= P2_GOAL),
         },
-        "ratios": {},
     }
-    if resolve_model_name(model) == "videomae_test":
-        result["note"] = TINY_NOTE
-    for r, m in ssat.items():
-        key = f"ssat@{r:g}"
-        t = times[key]
-        ssat_t = _median(t["seconds"])
-        ssat_f = flops[key][0]
-        measured = ssat_t / scratch_t
-        paired = _median([a / b for a, b in zip(t["seconds"], times["scratch"]["seconds"])])
-        analytic = ssat_f / scratch_f
-        with torch.no_grad():
-            visible = m.random_mask(1, x.device)[0].shape[1]
-        result["ratios"][f"{r:g}"] = {
-            "mask_ratio": r,
-            "visible_tokens": visible,
-            "decoder_params": _params(m.decoder),
-            "ssat_step_seconds": ssat_t,
-            "ssat_step_seconds_all": t["seconds"],
-            "ssat_step_seconds_min": min(t["seconds"]),
-            "ssat_step_seconds_spread": _spread(t["seconds"]),
-            "sys_seconds_per_step": _median(t["sys_seconds"]),
-            "minor_faults_per_step": int(_median(t["minor_faults"])),
-            "ssat_step_gflops": ssat_f / 1e9,
-            "ssat_step_gflops_per_s": ssat_f / ssat_t / 1e9,
-            "cpu_utilization": _utilization(t, threads),
-            "mfu": ssat_f / ssat_t / 1e9 / matmul_gflops_per_s,
-            "ssat_over_scratch": measured,
-            "ssat_over_scratch_paired_median": paired,
-            "ssat_over_scratch_of_minima": min(t["seconds"]) / min(times["scratch"]["seconds"]),
-            "analytic_flop_ratio": analytic,
-            "measured_over_analytic": measured / analytic,
-            "goal": P1_GOAL,
-            "p1_ok": bool(measured / analytic <= P1_GOAL),
-            "gflops_by_op": _gflops(flops[key][1]),
-        }
-    return result
+
+
+def _ratio_record(m: SSAT, r: float, x: torch.Tensor, times: dict[str, dict[str, list[float]]],
+                  flops: dict[str, tuple[int, dict[str, int]]], matmul_gflops_per_s: float,
+                  threads: int) -> dict[str, Any]:
+    """P1 of the SSAT variant at mask ratio ``r``: its step against scratch's, measured and by FLOPs."""
+    key, scratch = f"ssat@{r:g}", times["scratch"]["seconds"]
+    t = times[key]
+    ssat_t, scratch_t = _median(t["seconds"]), _median(scratch)
+    ssat_f = flops[key][0]
+    measured, analytic = ssat_t / scratch_t, ssat_f / flops["scratch"][0]
+    with torch.no_grad():
+        visible = m.random_mask(1, x.device)[0].shape[1]
+    return {
+        "mask_ratio": r,
+        "visible_tokens": visible,
+        "decoder_params": _params(m.decoder),
+        "ssat_step_seconds": ssat_t,
+        "ssat_step_seconds_all": t["seconds"],
+        "ssat_step_seconds_min": min(t["seconds"]),
+        "ssat_step_seconds_spread": _spread(t["seconds"]),
+        "sys_seconds_per_step": _median(t["sys_seconds"]),
+        "minor_faults_per_step": int(_median(t["minor_faults"])),
+        "ssat_step_gflops": ssat_f / 1e9,
+        "ssat_step_gflops_per_s": ssat_f / ssat_t / 1e9,
+        "cpu_utilization": _utilization(t, threads),
+        "mfu": ssat_f / ssat_t / 1e9 / matmul_gflops_per_s,
+        "ssat_over_scratch": measured,
+        "ssat_over_scratch_paired_median": _median([a / b for a, b in zip(t["seconds"], scratch)]),
+        "ssat_over_scratch_of_minima": min(t["seconds"]) / min(scratch),
+        "analytic_flop_ratio": analytic,
+        "measured_over_analytic": measured / analytic,
+        "goal": P1_GOAL,
+        "p1_ok": bool(measured / analytic <= P1_GOAL),
+        "gflops_by_op": _gflops(flops[key][1]),
+    }
 
 
 def _cpu_name() -> str:
@@ -478,64 +494,22 @@ def run_model_benchmark(
                                         compile_steps=compile_steps)
     mm_after = measure_matmul(matmul_size, device=dev)
     matmul_ref = max(mm_before["gflops_per_s_median"], mm_after["gflops_per_s_median"])
-    for res in results.values():  # re-derive P2 and the MFUs against the final reference
-        p2 = res["p2"]
-        p2["matmul_gflops_per_s"] = matmul_ref
-        p2["cpu_fraction_of_matmul_peak"] = p2["step_gflops_per_s"] / matmul_ref
-        p2["p2_ok"] = bool(p2["cpu_fraction_of_matmul_peak"] >= P2_GOAL)
-        res["scratch"]["mfu"] = p2["cpu_fraction_of_matmul_peak"]
-        for v in res["ratios"].values():
-            v["mfu"] = v["ssat_step_gflops_per_s"] / matmul_ref
+    for res in results.values():
+        _rederive(res, matmul_ref)
     machine = monitor.stop()
     # with compile_steps the whole run includes inductor's compile workers: only the timed steps' load counts
     warnings = contention_warnings({} if compile_steps else machine, results, threads)
     return {
-        "benchmark": "model",
-        "command": command if command is not None else " ".join([sys.executable] + sys.argv),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
+        **run_header("model", command, str(dev)),
         "python_executable": sys.executable,
-        "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
         "threads": threads,
         "dtype": "bfloat16 autocast" if dev.type == "cuda" else "float32",
         "compile": compile_steps,
         "malloc": malloc or {"tuned": False, "why": "default allocator settings (--default-malloc)"},
-        "settings": {
-            "models": {n: resolve_model_name(n) for n in results},
-            "frames": frames,
-            "img_size": img_size,
-            "batch": batch,
-            "mask_ratios": [float(r) for r in ratios],
-            "repeats": repeats,
-            "warmup": warmup,
-            "seed": seed,
-            "scratch": "SSAT wrapper with lam=1.0 and no decoder (classification pass only)",
-            "ssat": "lam=0.1, DecoderConfig() (depth 2, width 128, 4 heads), tube masking for video encoders, "
-                    "per-patch random masking for image encoders (frames ignored for those)",
-            "optimizer": {**OPTIMIZER, "betas": list(OPTIMIZER["betas"]), "implementation": "torch default"},
-        },
-        "timing_method": (
-            "time.perf_counter around one train step (forward, loss, backward, AdamW step, "
-            "zero_grad(set_to_none=True)) on a fixed batch; per model the scratch and SSAT variants "
-            f"run round-robin, order reversed every other round (ABBA...), {warmup} warm-up rounds "
-            f"then {repeats} timed rounds; step time = median over the timed rounds; "
-            "ssat_over_scratch = ratio of medians (ssat_over_scratch_paired_median: median of "
-            "per-round ratios; ssat_over_scratch_of_minima: ratio of the fastest steps); "
-            "*_spread = interquartile range / median; sys_seconds_per_step and minor_faults_per_step "
-            "(getrusage, medians) expose allocator page-fault churn. cpu_utilization = process CPU time / "
-            "(wall time x threads); machine_load (from /proc/stat): CPU time used by other processes "
-            "and hypervisor steal, as fractions of wall time x cores."
-        ),
-        "flop_method": (
-            "torch.utils.flop_counter.FlopCounterMode(display=False) around one train step "
-            "(forward + backward; elementwise, norm and optimizer ops have no formula and count 0). "
-            "Added formulas (torch has none on CPU): "
-            + (", ".join(op_name(op) for op in flop_mapping()) or "none needed")
-            + " counted like torch's CUDA SDPA formulas (2 bmm forward, 5 bmm backward)."
-        ),
+        "settings": _settings(results, frames, img_size, batch, ratios, repeats, warmup, seed),
+        **_methods(repeats, warmup),
         "matmul": {
             "what": f"{mm_before['dtype']} torch.mm {matmul_size}x{matmul_size}, median of 10 after 3 warm-up, "
                     f"same threads / device",
@@ -545,18 +519,7 @@ def run_model_benchmark(
         },
         "machine_load": {**machine, "loadavg_start": load_start, "loadavg_end": _loadavg()},
         "models": results,
-        "summary": {
-            name: {
-                "p2_ok": res["p2"]["p2_ok"],
-                "cpu_fraction_of_matmul_peak": round(res["p2"]["cpu_fraction_of_matmul_peak"], 4),
-                "mfu": {"scratch": round(res["scratch"]["mfu"], 4),
-                        **{f"ssat@{k}": round(v["mfu"], 4) for k, v in res["ratios"].items()}},
-                **{f"p1_ok@{k}": v["p1_ok"] for k, v in res["ratios"].items()},
-                **{f"measured_over_analytic@{k}": round(v["measured_over_analytic"], 4)
-                   for k, v in res["ratios"].items()},
-            }
-            for name, res in results.items()
-        },
+        "summary": {name: _summary(res) for name, res in results.items()},
         "warnings": warnings,
         "wall_seconds": time.perf_counter() - start,
     }
@@ -584,7 +547,7 @@ def contention_warnings(machine: dict[str, float], results: dict[str, Any], thre
 def format_summary(result: dict[str, Any]) -> str:
     """Short human-readable table of a :func:`run_model_benchmark` result."""
     compiled = ", compiled steps" if result.get("compile") else ""
-    lines = [f"torch {result['torch_version']}, {result['threads']} threads, {result['cpu']}, {result['device']} "
+    lines = [f"torch {result['torch']}, {result['threads']} threads, {result['cpu']}, {result['device']} "
              f"{result['dtype']}{compiled}; {result['matmul']['before']['dtype']} matmul "
              f"{result['matmul']['reference_gflops_per_s']:.1f} GFLOP/s"]
     for name, res in result["models"].items():
@@ -601,3 +564,70 @@ def format_summary(result: dict[str, Any]) -> str:
             lines.append(f"  note: {res['note']}")
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
+
+
+def _rederive(res: dict[str, Any], matmul_ref: float) -> None:
+    """Re-derive one model's P2 and MFUs against the final matmul reference (the higher of before / after)."""
+    p2 = res["p2"]
+    p2["matmul_gflops_per_s"] = matmul_ref
+    p2["cpu_fraction_of_matmul_peak"] = p2["step_gflops_per_s"] / matmul_ref
+    p2["p2_ok"] = bool(p2["cpu_fraction_of_matmul_peak"] >= P2_GOAL)
+    res["scratch"]["mfu"] = p2["cpu_fraction_of_matmul_peak"]
+    for v in res["ratios"].values():
+        v["mfu"] = v["ssat_step_gflops_per_s"] / matmul_ref
+
+
+def _settings(results: dict[str, Any], frames: int | None, img_size: int | None, batch: int, ratios: Sequence[float],
+              repeats: int, warmup: int, seed: int) -> dict[str, Any]:
+    """What was measured, as the result's ``settings``."""
+    return {
+        "models": {n: resolve_model_name(n) for n in results},
+        "frames": frames,
+        "img_size": img_size,
+        "batch": batch,
+        "mask_ratios": [float(r) for r in ratios],
+        "repeats": repeats,
+        "warmup": warmup,
+        "seed": seed,
+        "scratch": "SSAT wrapper with lam=1.0 and no decoder (classification pass only)",
+        "ssat": "lam=0.1, DecoderConfig() (depth 2, width 128, 4 heads), tube masking for video encoders, "
+                "per-patch random masking for image encoders (frames ignored for those)",
+        "optimizer": {**OPTIMIZER, "betas": list(OPTIMIZER["betas"]), "implementation": "torch default"},
+    }
+
+
+def _methods(repeats: int, warmup: int) -> dict[str, str]:
+    """How steps were timed and FLOPs counted (``timing_method``, ``flop_method``)."""
+    return {
+        "timing_method": (
+            "time.perf_counter around one train step (forward, loss, backward, AdamW step, "
+            "zero_grad(set_to_none=True)) on a fixed batch; per model the scratch and SSAT variants "
+            f"run round-robin, order reversed every other round (ABBA...), {warmup} warm-up rounds "
+            f"then {repeats} timed rounds; step time = median over the timed rounds; "
+            "ssat_over_scratch = ratio of medians (ssat_over_scratch_paired_median: median of "
+            "per-round ratios; ssat_over_scratch_of_minima: ratio of the fastest steps); "
+            "*_spread = interquartile range / median; sys_seconds_per_step and minor_faults_per_step "
+            "(getrusage, medians) expose allocator page-fault churn. cpu_utilization = process CPU time / "
+            "(wall time x threads); machine_load (from /proc/stat): CPU time used by other processes "
+            "and hypervisor steal, as fractions of wall time x cores."
+        ),
+        "flop_method": (
+            "torch.utils.flop_counter.FlopCounterMode(display=False) around one train step "
+            "(forward + backward; elementwise, norm and optimizer ops have no formula and count 0). "
+            "Added formulas (torch has none on CPU): "
+            + (", ".join(op_name(op) for op in flop_mapping()) or "none needed")
+            + " counted like torch's CUDA SDPA formulas (2 bmm forward, 5 bmm backward)."
+        ),
+    }
+
+
+def _summary(res: dict[str, Any]) -> dict[str, Any]:
+    """One model's goals at a glance: P2, MFUs, P1 per ratio."""
+    return {
+        "p2_ok": res["p2"]["p2_ok"],
+        "cpu_fraction_of_matmul_peak": round(res["p2"]["cpu_fraction_of_matmul_peak"], 4),
+        "mfu": {"scratch": round(res["scratch"]["mfu"], 4),
+                **{f"ssat@{k}": round(v["mfu"], 4) for k, v in res["ratios"].items()}},
+        **{f"p1_ok@{k}": v["p1_ok"] for k, v in res["ratios"].items()},
+        **{f"measured_over_analytic@{k}": round(v["measured_over_analytic"], 4) for k, v in res["ratios"].items()},
+    }

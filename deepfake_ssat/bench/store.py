@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..config import find_config, load_config
 from ..data import build_face_clips
 from ..data.faceclips import PackedVideos, scan_extraction
@@ -28,7 +27,8 @@ from ..engine.distributed import DistInfo
 from ..engine.trainer import setup_run
 from ..faces.extract import write_index
 from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, INDEX_NAME, read_index, row_problem, write_crops
-from .common import synthetic_crops, synthetic_manifest
+from ..synthetic.extractions import synthetic_crops, synthetic_manifest
+from .header import run_header
 
 LINKS_PER_FILE = 50_000  # hard links to one shared container
 TRAIN_CONFIG = "video/tiny/dfdc_videomae_095"  # the trainer whose start is timed (a tiny model: the data's cost shows)
@@ -157,7 +157,7 @@ def run_store_benchmark(videos: int = 10_000, frames: int = 32, crop_size: int =
         (root / INDEX_NAME).unlink()
         walk = _timed_scan(root, frames, crop_size, repeats)
     return {
-        "benchmark": "store", "version": __version__, "command": command,
+        **run_header("store", command),
         "setup": {"videos": videos, "crops_per_video": frames, "crop_size": crop_size, "format": DEFAULT_FORMAT,
                   "repeats": repeats, "timing": "best of repeats, page cache warm"},
         "videos": videos, "write_seconds": round(written, 2), "reindex_seconds": round(reindex, 3),

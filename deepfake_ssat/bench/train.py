@@ -8,8 +8,6 @@ batch size and device run N isolated steps on one batch already on the device. `
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -17,13 +15,13 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..config import Config, find_config, load_config
 from ..data.transforms import clip_span
 from ..engine.distributed import DistInfo
 from ..runtime import autocast, resolve_device
 from ..engine.trainer import Run, setup_run, to_device, train_one_epoch
-from .common import write_synthetic_extraction
+from ..synthetic.extractions import write_synthetic_extraction
+from .header import run_header
 
 DEFAULT_CONFIG = "video/tiny/dfdc_videomae_095"
 
@@ -129,8 +127,8 @@ def run_train_benchmark(config: str = DEFAULT_CONFIG, device: str = "cpu", steps
     clips = steps * cfg.data.batch_size * cfg.train.accum_steps
     e2e_rate, step_rate = clips / e2e, clips / isolated
     return {
-        "benchmark": "train", "version": __version__, "command": command,
-        "config": config, "device": str(run.device), "model": cfg.model.name,
+        **run_header("train", command, str(run.device)),
+        "config": config, "model": cfg.model.name,
         "clip": [cfg.model.num_frames, cfg.model.img_size, cfg.model.img_size],
         "batch": cfg.data.batch_size, "num_workers": cfg.data.num_workers, "amp": str(run.amp_dtype),
         "compile": cfg.train.compile,
@@ -139,8 +137,7 @@ def run_train_benchmark(config: str = DEFAULT_CONFIG, device: str = "cpu", steps
         "stop_checkpoint_seconds": round(with_save - e2e, 4),
         "e2e_clips_per_s": round(e2e_rate, 3), "step_clips_per_s": round(step_rate, 3),
         "e2e_over_step": round(e2e_rate / step_rate, 4),
-        "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": str(torch.__version__),
-        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
     }
 
 

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "face extraction vs naive full-resolution MTCNN: recall, IoU, speed-up (P3); vs decode only "
                      "(P4); on DFDC-like synthetic videos", "a short text summary")
     f.add_argument("--scenes", type=_csv(str),
-                   help="comma-separated scenes of deepfake_ssat.faces.synthetic.REAL_CONDITIONS (default: all)")
+                   help="comma-separated scenes of deepfake_ssat.synthetic.scenes.REAL_CONDITIONS (default: all)")
     f.add_argument("--frames", type=int, default=16, help="frames sampled from each video (default 16)")
     f.add_argument("--video-frames", type=int, default=120, help="length of each test video (default 120)")
     f.add_argument("--repeats", type=int, default=3, help="timed rounds of decode and ours, best kept (default 3)")

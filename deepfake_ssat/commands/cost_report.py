@@ -1,10 +1,10 @@
 """``dfssat-cost-report`` / ``tools/cost_report.py``: GFLOPs per image, training time and estimated kg CO2-eq of
-training runs, every factor printed (:mod:`deepfake_ssat.engine.cost`)."""
+training runs, every factor printed (:mod:`deepfake_ssat.study.cost`)."""
 from __future__ import annotations
 
 import json
 
-from ..engine.cost import CarbonFactors, cost_report, format_cost
+from ..study.cost import CarbonFactors, cost_report, format_cost
 from ._cli import CommandParser, fail
 
 

@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from ..faces.layouts import VideoSpec, write_dfdc, write_ffpp
+from ..synthetic.layouts import VideoSpec, write_dfdc, write_ffpp
 
 
 
@@ -18,7 +18,7 @@ def build_demo_data(data: Path, quick: bool = False) -> dict[str, Path]:
     """Write the DFDC / FF++ layouts under ``data`` (skipped when already complete); returns their roots.
 
     Real-codec videos of a real face (``skimage.data.astronaut()``) with four genuinely different
-    synthetic manipulations (:mod:`deepfake_ssat.faces.synthetic`): a face swap with matplotlib's
+    synthetic manipulations (:mod:`deepfake_ssat.synthetic.scenes`): a face swap with matplotlib's
     ``grace_hopper.jpg``, a blurrier autoencoder-like swap, a mouth expression warp and a re-textured mouth.
     """
     spec = VideoSpec(num_frames=12 if quick else 16)
@@ -56,7 +56,8 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     from ..config import find_config, load_config
     from ..engine import fit
     from ..io import atomic_write_json
-    from ..eval.ffpp import cross_manipulation, write_table, zero_shot
+    from ..eval.ffpp import cross_manipulation, zero_shot
+    from ..eval.report import TABLE8_FORMAT, update_table
     from ..inference import Detector
 
     out = Path(out)
@@ -94,7 +95,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
     records += cross_manipulation(
         find_config("video/tiny/ffpp_videomae_095.yaml"), crops["ffpp"], out / "ffpp_eval", name, ["NeuralTextures"],
         checkpoint, splits_dir=splits, opts=[f"train.epochs={1 if quick else 20}", *recipe])
-    paths = write_table(out / "ffpp_eval", records)
+    paths = update_table(out / "ffpp_eval", records, TABLE8_FORMAT)
     stage("ffpp")
 
     print("[demo] 5/6 predicting one FF++ test video (dfssat-predict)", flush=True)

@@ -1,5 +1,5 @@
 """``dfssat-digits-study`` / ``tools/digits_study.py``: ViT scratch vs ViT + SSAT on the bundled digits, same
-epochs, several seeds: mean ± std of test top-1 (:func:`deepfake_ssat.study.digits_study`)."""
+epochs, several seeds: mean ± std of test top-1 (:func:`deepfake_ssat.study.runs.digits_study`)."""
 from __future__ import annotations
 
 import json

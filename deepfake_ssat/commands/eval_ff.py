@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..runtime import resolve_device
     from ..engine.trainer import TrainingDiverged
     from ._cli import fail, interrupted, rerun_command
-    from ..eval.ffpp import cross_manipulation, write_table, zero_shot
+    from ..eval.ffpp import cross_manipulation, zero_shot
+    from ..eval.report import TABLE8_FORMAT, update_table
 
     tune_malloc()
     name = args.name or ("Scratch" if args.scratch else run_name(args.checkpoint))
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def keep(records: list[dict]) -> None:
         done.extend(records)
-        write_table(args.out, done)
+        update_table(args.out, done, TABLE8_FORMAT)
 
     try:
         problem = out_problem(args.out)
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             cross_manipulation(config, args.data_root, args.out, name, folds, args.checkpoint, args.scratch,
                                args.splits_dir, opts, device, args.strategy, on_fold=lambda r: keep([r]),
                                allow_recipe_mismatch=args.allow_recipe_mismatch)
-        paths = write_table(args.out, done)
+        paths = update_table(args.out, done, TABLE8_FORMAT)
     except KeyboardInterrupt:
         return interrupted(_kept(done, args.out), rerun_command(__name__, argv))
     except (ConfigError, FileNotFoundError, PretrainedError, ValueError) as e:

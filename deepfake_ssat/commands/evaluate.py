@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..config import ConfigError
     from ..data.workers import tune_malloc
     from ..runtime import resolve_device
-    from ..eval.crossdata import celebdf_test_list, eval_sets, evaluate, load_detector, pair_roots, read_table, \
-        write_table
+    from ..eval.crossdata import celebdf_test_list, eval_sets, evaluate, load_eval_model, pair_roots
+    from ..eval.report import CROSSDATA_FORMAT, read_records, update_table
     from ._cli import fail, interrupted, rerun_command
 
     tune_malloc()
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = out_problem(args.out) or _flag_problem(args)
         if problem:
             raise ConfigError(problem)
-        read_table(args.out)  # a results.json that cannot be merged into is refused before any work
+        read_records(args.out, CROSSDATA_FORMAT)  # a results.json that cannot be merged into is refused before any work
         pairs = pair_roots(args.dataset, args.data_root)
         if not args.checkpoint.is_file():
             raise FileNotFoundError(f"--checkpoint: {args.checkpoint} not found")
@@ -88,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
             if dataset == "celebdf":
                 celebdf_test_list(root, args.test_list)
         device = resolve_device(args.device)
-        detector = load_detector(args.checkpoint, args.name or run_name(args.checkpoint), device)
-        plans = [eval_sets(detector, dataset, root, compression=args.compression or "c23",
+        model = load_eval_model(args.checkpoint, args.name or run_name(args.checkpoint), device)
+        plans = [eval_sets(model, dataset, root, compression=args.compression or "c23",
                            splits_dir=args.splits_dir, test_list=args.test_list, split=args.split or "all")
                  for dataset, root in pairs]  # every dataset is found before any is scored
         for plan in plans:
-            done.extend(evaluate(detector, plan, args.out, device, args.batch_size, args.num_workers, args.strategy))
-            paths = write_table(args.out, done)
+            done.extend(evaluate(model, plan, args.out, device, args.batch_size, args.num_workers, args.strategy))
+            paths = update_table(args.out, done, CROSSDATA_FORMAT)
     except KeyboardInterrupt:
         return interrupted(_kept(done, args.out), rerun_command(__name__, argv))
     except (ValueError, OSError) as e:  # ConfigError, CheckpointError, NonFiniteScores are ValueErrors

@@ -1,11 +1,11 @@
 """``dfssat-export`` / ``tools/export.py``: a checkpoint's encoder + head as safetensors (to share),
-ONNX, TorchScript or ``torch.export``, checked against PyTorch (:mod:`deepfake_ssat.export`)."""
+ONNX, TorchScript or ``torch.export``, checked against PyTorch (:mod:`deepfake_ssat.inference.export`)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..export import FORMATS, SUFFIXES, ExportMismatch, export_model
+from ..inference.export import EXPORT_FORMATS, SUFFIXES, ExportMismatch, export_model
 from ._cli import CommandParser, fail, interrupted, rerun_command
 
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (best.pt / last.pt)")
     parser.add_argument("--out", required=True, type=Path,
                         help="output file (.safetensors [+ .json beside it], .onnx, .pt / .ts, .pt2)")
-    parser.add_argument("--format", choices=FORMATS,
+    parser.add_argument("--format", choices=EXPORT_FORMATS,
                         help="safetensors (weights + JSON config: to share a detector), onnx (needs onnx, "
                              "onnxscript, onnxruntime: pip install -e .[dev]), torchscript or pt2 (torch.export); "
                              "default from the --out suffix")

@@ -1,5 +1,5 @@
 """``dfssat-sweep-lambda`` / ``tools/sweep_lambda.py``: train one config at several ``ssat.lam`` values (paper
-Fig. 3) and tabulate accuracy per lambda (:func:`deepfake_ssat.study.sweep_lambda`)."""
+Fig. 3) and tabulate accuracy per lambda (:func:`deepfake_ssat.study.runs.sweep_lambda`)."""
 from __future__ import annotations
 
 import json

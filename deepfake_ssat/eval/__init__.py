@@ -1,4 +1,4 @@
-"""Evaluation metrics (clip and video level) and result writers."""
+"""Evaluation metrics (clip and video level), the two results tables (Table 8, cross-dataset) and their writers."""
 from ..metrics import (
     StreamingMetrics,
     aggregate,
@@ -8,17 +8,22 @@ from ..metrics import (
     split_key,
 )
 from .report import (
+    CROSSDATA_FORMAT,
+    TABLE8_FORMAT,
     ResultsTable,
     crossdata_markdown,
     results_markdown,
+    read_records,
     results_table,
     roc_png,
+    update_table,
     write_crossdata_results,
     write_predictions_csv,
     write_results,
 )
 
 __all__ = [
+    "CROSSDATA_FORMAT",
     "ResultsTable",
     "StreamingMetrics",
     "aggregate",
@@ -29,7 +34,10 @@ __all__ = [
     "results_markdown",
     "results_table",
     "roc_png",
+    "read_records",
     "split_key",
+    "TABLE8_FORMAT",
+    "update_table",
     "write_crossdata_results",
     "write_predictions_csv",
     "write_results",

@@ -2,7 +2,7 @@
 split, per manipulation and together), Celeb-DF v2 (its official test list), the DFDC public test set and your own
 labelled videos, read from extraction roots of ``tools/extract_faces.py``. Clips are streamed through the model
 (:func:`.ffpp.score_dataset`); each test set gets per-video predictions and a ROC curve, and its records merge
-into one cross-dataset table (``results.{md,csv,json}``, :func:`write_table`) across runs and checkpoints.
+into one cross-dataset table (``results.{md,csv,json}``, :func:`.report.update_table`) across runs and checkpoints.
 """
 from __future__ import annotations
 
@@ -23,12 +23,10 @@ from ..engine.checkpoint import DIGEST_KEY
 from ..engine.weights import is_detector_file, load_inference_model
 from ..io import is_inside
 from ..metrics import binary_metrics
-from ..io import first_line
-from .ffpp import ffpp_test_split, model_geometry, present_methods, row_folder, score_checkpoint
-from .report import CROSSDATA_FORMAT, roc_png, write_crossdata_results, write_predictions_csv
+from .ffpp import ffpp_test_split, present_methods, row_folder, score_checkpoint, with_encoder_geometry
+from .report import CROSSDATA_DATASETS, roc_png, write_predictions_csv
 
-DATASETS = ("ffpp", "celebdf", "dfdc-test", "list")
-LIST_SPLITS = ("all", "train", "val", "test")
+DATASETS = CROSSDATA_DATASETS  # --dataset choices, in the table's column order
 CELEBDF_LIST = "List_of_testing_videos.txt"
 _EXTRACTED = {  # --dataset -> (its dataset name in an extraction root, how to extract it, readable name)
     "ffpp": ("ffpp", "dfssat-extract-faces <FF++ root>", "FF++"),
@@ -39,7 +37,7 @@ _EXTRACTED = {  # --dataset -> (its dataset name in an extraction root, how to e
 
 
 @dataclasses.dataclass(frozen=True)
-class Detector:
+class EvalModel:
     """A loaded checkpoint: its encoder (clips -> logits), its config with the encoder's geometry filled in, the
     file it came from, the row name it gets in the table and the weights' stored sha256 (None if it has none)."""
     checkpoint: Path
@@ -84,11 +82,11 @@ def celebdf_test_list(root: Path, given: Path | None) -> Path:
     return path
 
 
-def load_detector(checkpoint: Path, name: str, device: torch.device) -> Detector:
+def load_eval_model(checkpoint: Path, name: str, device: torch.device) -> EvalModel:
     """A training checkpoint (``best.pt``) or exported detector (``.safetensors`` / ``.json``), loaded weights-only
     with its digest checked (:func:`~deepfake_ssat.engine.weights.load_inference_model`), ready to score."""
     encoder, cfg = load_inference_model(checkpoint, device)
-    return Detector(checkpoint, name, encoder, model_geometry(encoder, cfg), _stored_digest(checkpoint))
+    return EvalModel(checkpoint, name, encoder, with_encoder_geometry(encoder, cfg), _stored_digest(checkpoint))
 
 
 def _stored_digest(checkpoint: Path) -> str | None:
@@ -103,7 +101,7 @@ def _stored_digest(checkpoint: Path) -> str | None:
     return ckpt.get(DIGEST_KEY) if isinstance(ckpt, dict) else None
 
 
-def eval_sets(detector: Detector, dataset: str, root: Path, *, compression: str = "c23",
+def eval_sets(model: EvalModel, dataset: str, root: Path, *, compression: str = "c23",
               splits_dir: Path | None = None, test_list: Path | None = None, split: str = "all") -> EvalSets:
     """The test sets of ``dataset`` (:data:`DATASETS`) in the extraction root ``root`` (fake = 1 everywhere).
 
@@ -114,7 +112,7 @@ def eval_sets(detector: Detector, dataset: str, root: Path, *, compression: str 
     list (``split`` all), or its ``split`` as training draws it (fractions, seed and video list of the
     checkpoint's config when it trained on the list, else the defaults). ConfigError (one line) when nothing is
     extracted."""
-    cfg = detector.cfg
+    cfg = model.cfg
     if dataset == "ffpp":
         return _ffpp_sets(cfg, root, compression, splits_dir)
     if dataset == "list" and split != "all":
@@ -194,17 +192,17 @@ def _clips(cfg: Config, videos: list[FaceVideo]) -> FaceClipDataset:
                            augment=False, eval_clips=cfg.data.eval_clips)
 
 
-def evaluate(detector: Detector, sets: EvalSets, out: Path, device: torch.device, batch_size: int = 16,
+def evaluate(model: EvalModel, sets: EvalSets, out: Path, device: torch.device, batch_size: int = 16,
              num_workers: int = 0, strategy: str = "mean") -> list[dict]:
-    """Score ``sets`` with ``detector`` and return one results record per test set (video level).
+    """Score ``sets`` with ``model`` and return one results record per test set (video level).
 
     Writes ``<out>/<model folder>/predictions_<stem>.csv`` (every scored video) and ``roc_<stem>.png`` (one curve
     per test set with both classes; none when no set has both). A NaN / inf model output raises
     :class:`.ffpp.NonFiniteScores` naming the checkpoint, before anything is written."""
-    print(f"[evaluate] {detector.name} on {', '.join(sets.sets)}: {sets.clips.describe()}", flush=True)
-    metrics = score_checkpoint(detector.checkpoint, detector.encoder, sets.clips, device, batch_size, num_workers)
+    print(f"[evaluate] {model.name} on {', '.join(sets.sets)}: {sets.clips.describe()}", flush=True)
+    metrics = score_checkpoint(model.checkpoint, model.encoder, sets.clips, device, batch_size, num_workers)
     videos = metrics.videos(strategy)
-    folder = out / row_folder(detector.name)
+    folder = out / row_folder(model.name)
     predictions, roc = folder / f"predictions_{sets.stem}.csv", folder / f"roc_{sets.stem}.png"
     write_predictions_csv(predictions, videos)
     chosen = {name: [v for v in videos if method is None or v["label"] == 0 or v["method"] == method]
@@ -213,45 +211,14 @@ def evaluate(detector: Detector, sets: EvalSets, out: Path, device: torch.device
     curves = {name: ([v["label"] for v in sel], [v["prob"] for v in sel])
               for name, sel in chosen.items() if len({v["label"] for v in sel}) == 2}
     if curves:
-        roc_png(curves, roc, f"{detector.name} (video level, {strategy})")
+        roc_png(curves, roc, f"{model.name} (video level, {strategy})")
     elif is_inside(roc, out):  # (a model folder linked elsewhere is left alone)
         roc.unlink(missing_ok=True)  # an earlier run's curve would contradict this run's predictions
     common = {"dataset": sets.dataset, "level": "video", "strategy": strategy, "compression": None, **sets.info,
-              "checkpoint": str(detector.checkpoint.resolve()), "model_sha256": detector.sha256,
+              "checkpoint": str(model.checkpoint.resolve()), "model_sha256": model.sha256,
               "data_root": str(sets.root.resolve()), "predictions": predictions.relative_to(out).as_posix(),
               "roc": roc.relative_to(out).as_posix() if curves else None,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    return [{"model": detector.name, "test_set": name, **common,
+    return [{"model": model.name, "test_set": name, **common,
              "metrics": binary_metrics([v["label"] for v in sel], [v["prob"] for v in sel])}
             for name, sel in chosen.items()]
-
-
-def read_table(out: Path) -> list[dict]:
-    """The records of ``out/results.json`` (none when there is none); ValueError when that file is unreadable or
-    not a cross-dataset table (e.g. ``tools/eval_ff.py``'s Table 8)."""
-    path = out / "results.json"
-    if not path.is_file():
-        return []
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"{path}: not readable JSON ({first_line(e, 120)}); move it away to start a new "
-                         f"table") from None
-    if not isinstance(saved, dict) or saved.get("format") != CROSSDATA_FORMAT:
-        raise ValueError(f"{path}: not a cross-dataset table of dfssat-evaluate ({CROSSDATA_FORMAT}); give "
-                         f"another --out")
-    return saved["records"]
-
-
-def write_table(out: Path, records: list[dict]) -> dict[str, Path]:
-    """``results.{md,csv,json}`` in ``out``: ``records`` merged into the table already there (a record of the
-    same (model, test set) is replaced); columns in dataset order (FF++, Celeb-DF, DFDC test, lists)."""
-    new = {(r["model"], r["test_set"]) for r in records}
-    merged = [r for r in read_table(out) if (r["model"], r["test_set"]) not in new] + list(records)
-    order = sorted(range(len(merged)), key=lambda i: (_rank(merged[i]["dataset"]), i))
-    columns = list(dict.fromkeys(merged[i]["test_set"] for i in order))
-    return write_crossdata_results(out, merged, columns)
-
-
-def _rank(dataset: str) -> int:
-    return DATASETS.index(dataset) if dataset in DATASETS else len(DATASETS)

@@ -20,7 +20,7 @@ from ..runtime import amp_dtype, autocast
 from ..engine.weights import load_inference_model
 from ..faces.datasets import FFPP_METHODS, FFPP_PAPER_METHODS
 from ..metrics import StreamingMetrics
-from .report import results_table, roc_png, write_predictions_csv, write_results
+from .report import roc_png, write_predictions_csv
 
 
 class NonFiniteScores(ValueError):
@@ -64,7 +64,7 @@ def ffpp_test_split(root: Path, cfg: Config, methods: list[str], splits_dir: Pat
         only=("test",))["test"]
 
 
-def model_geometry(encoder: torch.nn.Module, cfg: Config) -> Config:
+def with_encoder_geometry(encoder: torch.nn.Module, cfg: Config) -> Config:
     """``cfg`` with the encoder's actual img_size / num_frames filled in (configs may leave them unset)."""
     model = dataclasses.replace(cfg.model, img_size=encoder.img_size, num_frames=encoder.num_frames)
     return dataclasses.replace(cfg, model=model)
@@ -92,7 +92,7 @@ def zero_shot(checkpoint: Path, root: Path, out: Path, name: str, splits_dir: Pa
     Zero-shot: a (DFDC-trained) checkpoint, no FF++ training; each manipulation is scored against the
     original (real) test videos."""
     encoder, cfg = load_inference_model(checkpoint, device)
-    cfg = model_geometry(encoder, cfg)
+    cfg = with_encoder_geometry(encoder, cfg)
     methods = present_methods(root, None)
     test = ffpp_test_split(root, cfg, methods, splits_dir, compression)
     metrics = score_checkpoint(checkpoint, encoder, test, device, batch_size, num_workers)
@@ -301,7 +301,7 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
             "mismatch": problems, "allow_recipe_mismatch": bool(problems)})
         fit(cfg, run)  # writes run/config.yaml: the resolved config of this fold
         encoder, run_cfg = load_inference_model(run / "best.pt", device)
-        run_cfg = model_geometry(encoder, run_cfg)
+        run_cfg = with_encoder_geometry(encoder, run_cfg)
         compression = cfg.data.compression
         splits = Path(cfg.data.splits_dir) if cfg.data.splits_dir else None
         test = ffpp_test_split(root, run_cfg, [method], splits, compression)
@@ -341,19 +341,3 @@ def _curves(videos: list[dict], methods: list[str]) -> dict[str, tuple[list[int]
         if reals and fakes:
             curves[m] = ([v["label"] for v in reals + fakes], [v["prob"] for v in reals + fakes])
     return curves
-
-
-def write_table(out: Path, records: list[dict]) -> dict[str, Path]:
-    """``results.{md,csv,json}`` in ``out`` (merged with records already there from other runs)."""
-    import json
-
-    existing = out / "results.json"
-    if existing.is_file():
-        new = {(r["model"], r["protocol"], r["method"]) for r in records}
-        try:
-            saved = json.loads(existing.read_text())
-        except ValueError as e:
-            raise ValueError(f"{existing}: not readable JSON ({e}); move it away to start a new table") from None
-        old = [r for r in saved.get("records", []) if (r["model"], r["protocol"], r["method"]) not in new]
-        records = old + records
-    return write_results(out, results_table(records))

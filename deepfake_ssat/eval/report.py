@@ -1,5 +1,6 @@
 """Evaluation outputs: ROC figure, the paper's Table 8 layout (Markdown) plus CSV/JSON, per-video CSV, and the
-cross-dataset table of ``tools/evaluate.py`` (:func:`write_crossdata_results`).
+cross-dataset table of ``dfssat-evaluate`` (:func:`write_crossdata_results`). Both tables grow across runs through
+one reader and one writer: :func:`read_records` / :func:`update_table` (a record of the same key is replaced).
 
 A Table 8 results record is ``{"model": str, "protocol": "cross" | "zero-shot", "method": str, "metrics": m}``
 where ``m`` is either one ``binary_metrics`` dict or ``{"clip": ..., "video": ...}`` of them (as in
@@ -26,6 +27,7 @@ from ..faces.datasets import FFPP_PAPER_METHODS
 from ..io import atomic_write, atomic_write_json, atomic_write_text
 
 PROTOCOLS = {"cross": "Cross-manipulation", "zero-shot": "Zero-shot"}
+TABLE8_FORMAT = "deepfake_ssat.table8/1"  # results.json of dfssat-eval-ff (files from before it carry no format)
 METRIC_FIELDS = ("acc", "acc_real", "acc_fake", "auc", "ap", "eer", "n", "n_real", "n_fake")
 VIDEO_FIELDS = ("key", "dataset", "method", "compression", "video_id", "label", "prob", "num_clips")
 MISSING = "–"
@@ -166,7 +168,7 @@ def write_results(out_dir: str | Path, table: ResultsTable) -> dict[str, Path]:
     atomic_write_text(paths["md"], results_markdown(table))
     fields = ("model", "protocol", "method", "level") + METRIC_FIELDS
     atomic_write_text(paths["csv"], _csv_text(_flat_rows(table), fields))
-    meta = {"columns": list(table.columns), "level": table.level}
+    meta = {"format": TABLE8_FORMAT, "columns": list(table.columns), "level": table.level}
     atomic_write_json(paths["json"], meta | {"records": list(table.records)})
     return paths
 
@@ -183,9 +185,10 @@ def write_predictions_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -
     atomic_write_text(path, _csv_text(rows, VIDEO_FIELDS))
 
 
-# ------------------------------------------------------------------ cross-dataset table (tools/evaluate.py)
+# ------------------------------------------------------------------ cross-dataset table (dfssat-evaluate)
 
 CROSSDATA_FORMAT = "deepfake_ssat.crossdata/1"
+CROSSDATA_DATASETS = ("ffpp", "celebdf", "dfdc-test", "list")  # the table's column order
 CROSSDATA_METRICS = (  # markdown tables: (title, metric, scale; None = 4 decimals unscaled)
     ("AUC (%)", "auc", 100.0), ("ACC (%)", "acc", 1.0), ("AP (%)", "ap", 100.0),
     ("Log-loss (nats, lower is better)", "log_loss", None), ("EER (%, lower is better)", "eer", 100.0))
@@ -242,3 +245,51 @@ def write_crossdata_results(out_dir: str | Path, records: Sequence[Mapping[str, 
     atomic_write_json(paths["json"], {"format": CROSSDATA_FORMAT, "level": "video", "columns": list(columns),
                                       "records": [dict(r) for r in records]})
     return paths
+
+
+# ------------------------------------------------------------------ one reader and one writer for both tables
+
+@dataclass(frozen=True)
+class _TableKind:
+    """What tells the two ``results.json`` tables apart: the records' key and the command that writes them."""
+    title: str
+    key: tuple[str, ...]
+    command: str
+
+
+_KINDS = {TABLE8_FORMAT: _TableKind("Table 8", ("model", "protocol", "method"), "dfssat-eval-ff"),
+          CROSSDATA_FORMAT: _TableKind("cross-dataset table", ("model", "test_set"), "dfssat-evaluate")}
+
+
+def read_records(out: str | Path, fmt: str) -> list[dict[str, Any]]:
+    """The records of ``out/results.json`` (none when there is none), which must be a table of format ``fmt``
+    (:data:`TABLE8_FORMAT` or :data:`CROSSDATA_FORMAT`); a one-line ``ValueError`` naming the file when it is not
+    readable JSON or is the other table (a Table 8 written before formats were recorded counts as Table 8)."""
+    import json
+
+    kind, path = _KINDS[fmt], Path(out) / "results.json"
+    if not path.is_file():
+        return []
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path}: not readable JSON ({str(e).splitlines()[0][:120]}); move it away to start a new "
+                         f"table") from None
+    found = saved.get("format", TABLE8_FORMAT) if isinstance(saved, dict) else None
+    if found != fmt or not isinstance(saved.get("records"), list):
+        raise ValueError(f"{path}: not a {kind.title} of {kind.command} ({fmt}); give another --out")
+    return saved["records"]
+
+
+def update_table(out: str | Path, records: Sequence[Mapping[str, Any]], fmt: str) -> dict[str, Path]:
+    """``results.{md,csv,json}`` in ``out``: ``records`` merged into the table of format ``fmt`` already there (a
+    record with the same key — (model, protocol, method) in Table 8, (model, test set) across datasets — is
+    replaced), written atomically. Cross-dataset columns follow :data:`CROSSDATA_DATASETS`."""
+    key = _KINDS[fmt].key
+    new = {tuple(r[k] for k in key) for r in records}
+    merged = [r for r in read_records(out, fmt) if tuple(r[k] for k in key) not in new] + [dict(r) for r in records]
+    if fmt == TABLE8_FORMAT:
+        return write_results(out, results_table(merged))
+    rank = {d: i for i, d in enumerate(CROSSDATA_DATASETS)}
+    order = sorted(range(len(merged)), key=lambda i: (rank.get(merged[i]["dataset"], len(rank)), i))
+    return write_crossdata_results(out, merged, list(dict.fromkeys(merged[i]["test_set"] for i in order)))

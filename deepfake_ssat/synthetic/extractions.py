@@ -1,6 +1,6 @@
 """Synthetic face extractions, the input the ``loader``, ``eval`` and ``train`` benchmarks read.
 
-Folders of real-face crops (the astronaut's face, shifted frame to frame), stored as ``tools/extract_faces.py``
+Folders of real-face crops (the astronaut's face, shifted frame to frame), stored as ``dfssat-extract-faces``
 stores them (any ``--format``), with manifests and the store's index, laid out as a DFDC extraction, so the
 benchmarks time the real readers on known data.
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..faces.extract import write_index
 from ..faces.store import DEFAULT_FORMAT, format_params, write_crops
-from ..faces.synthetic import ASTRONAUT_FACE_BOX, astronaut
+from .scenes import ASTRONAUT_FACE_BOX, astronaut
 
 
 def synthetic_crops(video: int, frames: int, crop_size: int) -> np.ndarray:

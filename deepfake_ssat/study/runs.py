@@ -1,5 +1,5 @@
 """Multi-run studies: the lambda sweep (paper Fig. 3) and the digits fidelity study (scratch vs SSAT
-over several seeds); ``tools/sweep_lambda.py`` and ``tools/digits_study.py`` are their front ends.
+over several seeds); ``dfssat-sweep-lambda`` and ``dfssat-digits-study`` are their front ends.
 
 Each run trains into its own folder with :func:`~deepfake_ssat.engine.fit`; a folder that already
 holds a ``summary.json`` is reused, so an interrupted study continues where it stopped.
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import ConfigError, dump_config, load_config
+from ..config import ConfigError, dump_config, load_config
 
 
 
@@ -20,7 +20,7 @@ def _train(config: str | Path, opts: list[str], out: Path) -> tuple[dict, bool]:
     """fit() the config into ``out``: reuse the summary of a finished run there, resume an unfinished one.
 
     A run folder written with another config is an error (pick another output folder)."""
-    from .engine import fit
+    from ..engine import fit
 
     cfg = load_config(config, opts)
     saved = out / "config.yaml"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The issue-14 GPU checks as one script for a lent GPU machine (see README "Performance"). Run from the repository
+# The issue-14 GPU checks as one script for a lent GPU machine (see docs/performance.md). Run from the repository
 # root with the wheels of `make gpu-wheels` in .whl/ (carry: [".whl"]); every step has its own timeout and writes
 # to $OUT (default ./gpu-out), so what finished comes back even when a later step runs out of time.
-#   bash benchmarks/gpu_check.sh          the benchmarks and the CUDA tests: timeouts sum to 570 s, one device call
-#   bash benchmarks/gpu_check.sh suite train_compiled
-#                                         the whole suite with the GPU visible (pytest -n 8), the trainer compiled
-#   bash benchmarks/gpu_check.sh NAME...  only those steps
+#   bash tools/gpu_check.sh               the benchmarks and the CUDA tests: timeouts sum to 570 s, one device call
+#   bash tools/gpu_check.sh suite train_compiled
+#                                        the whole suite with the GPU visible (pytest -n 8), the trainer compiled
+#   bash tools/gpu_check.sh NAME...       only those steps
 set -u
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"

@@ -13,11 +13,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import Config, load_run_config
-from ..models.aux_tasks import SSATMultiView
-from ..models.flops import flop_mapping  # the CPU attention formulas torch lacks
+from ..models.flops import count_flops
 
 
 @dataclass
@@ -50,12 +48,6 @@ def carbon_estimate(train_seconds: float, num_devices: int = 1,
     }
 
 
-def _count(fn) -> int:
-    with FlopCounterMode(display=False, custom_mapping=flop_mapping()) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
 @torch.no_grad()
 def gflops_per_image(model: nn.Module, seed: int = 0) -> dict[str, float]:
     """Forward GFLOPs of one image through ``model`` as trained and through its encoder alone.
@@ -79,11 +71,11 @@ def gflops_per_image(model: nn.Module, seed: int = 0) -> dict[str, float]:
     model.eval()
     try:
         torch.manual_seed(seed)  # the mask draw (its size, hence the count, does not depend on it)
-        if isinstance(model, SSATMultiView):
-            train = _count(lambda: model([x, x.clone()], y))
+        if model.num_views > 1:  # the wrapper's contract: it trains on views of each image, with labels
+            train, _ = count_flops(lambda: model([x] + [x.clone() for _ in range(model.num_views - 1)], y))
         else:
-            train = _count(lambda: model(x))
-        inference = _count(lambda: enc(x))
+            train, _ = count_flops(lambda: model(x))
+        inference, _ = count_flops(lambda: enc(x))
     finally:
         model.train(was_training)
     return {
@@ -106,12 +98,12 @@ def method_name(cfg: Config) -> str:
 def run_cost(run_dir: str | Path) -> dict[str, Any]:
     """GFLOPs, train time and results of one run directory (its ``config.yaml`` and ``summary.json``)."""
     from ..data import num_classes
-    from .build import build_model
+    from ..engine.build import build_model
 
     run_dir = Path(run_dir)
     for name in ("config.yaml", "summary.json"):
         if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name}: not found; give run directories written by tools/train.py")
+            raise FileNotFoundError(f"{run_dir / name}: not found; give run directories written by dfssat-train")
     cfg = load_run_config(run_dir / "config.yaml")
     summary = json.loads((run_dir / "summary.json").read_text())
     if "train_seconds" not in summary:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 
-FORMATS = ("safetensors", "onnx", "torchscript", "pt2")
+EXPORT_FORMATS = ("safetensors", "onnx", "torchscript", "pt2")
 SUFFIXES = {".safetensors": "safetensors", ".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "pt2"}
 INPUT_NAME, OUTPUT_NAME = "clips", "logits"
 
@@ -49,8 +49,8 @@ def _export_pt2(encoder: nn.Module, example: torch.Tensor, path: Path):
 def detector_preprocessing(img_size: int, num_frames: int, crop_scale: float, extraction: dict | None) -> dict:
     """What a user must do to a video before the model sees it (written beside a safetensors export).
     ``extraction``: the training store's extraction parameters (None: unknown), which ``Detector`` crops faces by."""
-    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from .faces.store import JPEG_QUALITY, store_format
+    from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from ..faces.store import JPEG_QUALITY, store_format
 
     crop = "square of side max(w, h) x crop_scale centred on the face box, resized to img_size"
     if extraction is not None and "crop_size" in extraction:
@@ -71,9 +71,9 @@ def _export_safetensors(encoder: nn.Module, cfg, path: Path, crop_scale: float, 
     The weights (which cannot carry code) and a JSON beside them with the model config, the preprocessing
     and the weights' sha256: the way to publish a trained detector; ``Detector`` /
     ``tools/predict.py --checkpoint`` and ``train.init_from`` read it back."""
-    from .config import config_to_dict
-    from .engine.weights import load_inference_model, save_detector
-    from .inference import model_geometry
+    from ..config import config_to_dict
+    from ..engine.weights import load_inference_model, save_detector
+    from .detector import model_geometry
 
     tree = config_to_dict(cfg)  # only what rebuilds the model: no data paths of the training machine
     config = {"model": tree["model"], "ssat": tree["ssat"], "data": {"name": tree["data"]["name"]}}
@@ -95,12 +95,12 @@ def export_model(checkpoint: str | Path, out_path: str | Path, format: str = "on
     training extraction's, else 1.3).
     Clips are built as :func:`deepfake_ssat.data.transforms.clip_tensor` builds them (ImageNet mean/std, RGB).
     """
-    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from .engine.weights import inference_model, read_inference_checkpoint, training_extraction
-    from .inference import model_geometry
+    from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from ..engine.weights import inference_model, read_inference_checkpoint, training_extraction
+    from .detector import model_geometry
 
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     ckpt = read_inference_checkpoint(checkpoint, "cpu")
     encoder, cfg = inference_model(ckpt, checkpoint)
     extraction = training_extraction(ckpt, checkpoint)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synthetic import MANIPULATIONS, FacePath, write_face_video
+from .scenes import MANIPULATIONS, FacePath, write_face_video
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class VideoSpec:
 
     Every video shows the astronaut (``skimage.data.astronaut()``) on its own path (camera motion,
     scale), background and lighting drift; a fake repeats its original's path with one of
-    :data:`~deepfake_ssat.faces.synthetic.MANIPULATIONS` applied.
+    :data:`~deepfake_ssat.synthetic.scenes.MANIPULATIONS` applied.
     """
     width: int = 160
     height: int = 120
