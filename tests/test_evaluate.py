@@ -263,8 +263,8 @@ def test_ctrl_c_keeps_the_finished_datasets(cross_faces, ckpts, tmp_path, capsys
 
 
 def test_cli_and_library_know_the_same_datasets():
-    from deepfake_ssat.commands.evaluate import DATASETS
+    from deepfake_ssat.commands.evaluate import DATASET_CHOICES
     from deepfake_ssat.eval import crossdata
 
-    assert DATASETS == crossdata.DATASETS
+    assert DATASET_CHOICES == crossdata.DATASETS
     assert "dfssat-evaluate = deepfake_ssat.commands:evaluate" in (ROOT / "setup.cfg").read_text()

@@ -20,7 +20,7 @@ from ._cli import CommandParser, fail, rerun_command
 T = TypeVar("T")
 Result = dict[str, Any]
 Summary = Callable[[Result], str]
-Run = Callable[[argparse.Namespace, str], tuple[Result, Summary]]
+Runner = Callable[[argparse.Namespace, str], tuple[Result, Summary]]
 
 THREADS_HELP = "torch.set_num_threads (default: torch's choice)"
 
@@ -89,7 +89,7 @@ def _eval(args: argparse.Namespace, command: str) -> tuple[Result, Summary]:
     return run_eval_benchmark(small=args.small, large=args.large, command=command), format_eval
 
 
-def _sub_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, run: Run, what: str,
+def _sub_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, run: Runner, what: str,
                  text: str = "a one-line summary") -> argparse.ArgumentParser:
     """Sub-command ``name`` (``what`` it measures), run by ``run``, with its ``--json`` flag (else ``text``)."""
     parser = sub.add_parser(name, help=what)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    run: Run = args.run
+    run: Runner = args.run
     try:
         if getattr(args, "device", None) is not None:  # auto, cpu, cuda[:N]: as every command takes them
             args.device = str(resolve_device(args.device))

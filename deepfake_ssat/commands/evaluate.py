@@ -11,7 +11,7 @@ from ..faces.datasets import FFPP_COMPRESSIONS
 from ._cli import CommandParser
 from .eval_ff import out_problem, run_name
 
-DATASETS = ("ffpp", "celebdf", "dfdc-test", "list")  # = eval.crossdata.DATASETS (not imported: keeps --help light)
+DATASET_CHOICES = ("ffpp", "celebdf", "dfdc-test", "list")  # = eval.crossdata.DATASETS (not imported: light --help)
 DATASET_FLAGS = {"compression": "ffpp", "splits_dir": "ffpp", "test_list": "celebdf", "split": "list"}
 
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "per-model predictions / ROC curves into --out.")
     p.add_argument("--checkpoint", type=Path, required=True,
                    help="training checkpoint (best.pt) or exported detector (detector.safetensors / .json)")
-    p.add_argument("--dataset", choices=DATASETS, action="append", required=True,
+    p.add_argument("--dataset", choices=DATASET_CHOICES, action="append", required=True,
                    help="test set(s) to score (repeatable): ffpp, celebdf, dfdc-test, list")
     p.add_argument("--data-root", type=Path, action="append", required=True, metavar="DIR",
                    help="extraction root (dfssat-extract-faces --out): once for every --dataset, or once per "
