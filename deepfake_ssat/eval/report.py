@@ -24,7 +24,7 @@ from matplotlib.figure import Figure  # drawn by Agg directly: no pyplot, no dis
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..faces.datasets import FFPP_PAPER_METHODS
-from ..io import atomic_write, atomic_write_json, atomic_write_text
+from ..io import atomic_write, atomic_write_json, atomic_write_text, first_line
 
 PROTOCOLS = {"cross": "Cross-manipulation", "zero-shot": "Zero-shot"}
 TABLE8_FORMAT = "deepfake_ssat.table8/1"  # results.json of dfssat-eval-ff (files from before it carry no format)
@@ -273,7 +273,7 @@ def read_records(out: str | Path, fmt: str) -> list[dict[str, Any]]:
     try:
         saved = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"{path}: not readable JSON ({str(e).splitlines()[0][:120]}); move it away to start a new "
+        raise ValueError(f"{path}: not readable JSON ({first_line(e, 120)}); move it away to start a new "
                          f"table") from None
     found = saved.get("format", TABLE8_FORMAT) if isinstance(saved, dict) else None
     if found != fmt or not isinstance(saved.get("records"), list):
