@@ -120,7 +120,7 @@ class TrainStep(nn.Module):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
+def validate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
              amp_dtype: torch.dtype | None = None, num_workers: int = 0,
              dist: DistInfo = DistInfo()) -> dict[str, float | None]:
     """Mean loss, its parts (``cls`` / ``rec``; None when the model has none) and top-1 accuracy (None
@@ -606,7 +606,7 @@ def end_epoch(run: Run, epoch: int) -> None:
     run.consistent = False  # validation changes the state: saved only at the end
     run.read_sums()
     run.tick()
-    val = evaluate(run.model, run.datasets["val"], cfg.data.batch_size, run.device, run.amp_dtype,
+    val = validate(run.model, run.datasets["val"], cfg.data.batch_size, run.device, run.amp_dtype,
                    cfg.data.num_workers, dist)
     sums = state.epoch_sums
     n_loss, n_cls, n_rec, n = all_reduce_sum([sums["loss"], sums["cls"], sums["rec"], sums["n"]], dist, run.device)
@@ -680,9 +680,9 @@ def finish(run: Run) -> dict:
             if dist.is_main:
                 print(f"[train] warning: {run.out_dir / 'best.pt'} not found (the resumed run's best.pt was not "
                       f"beside its checkpoint); testing the final weights", flush=True)
-        test = evaluate(run.model, run.datasets["test"], *args)
+        test = validate(run.model, run.datasets["test"], *args)
     if "test_perturbed" in run.datasets:
-        perturbed = evaluate(run.model, run.datasets["test_perturbed"], *args)
+        perturbed = validate(run.model, run.datasets["test_perturbed"], *args)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     video = test["video"] if test else None
     summary = {
