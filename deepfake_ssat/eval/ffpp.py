@@ -59,9 +59,9 @@ def ffpp_test_split(root: Path, cfg: Config, methods: list[str], splits_dir: Pat
                     compression: str) -> FaceClipDataset:
     """The official FF++ test split (originals + ``methods``) at ``compression``, clipped as ``cfg`` says."""
     return build_face_clips(
-        "ffpp", root, cfg.model.img_size, cfg.model.num_frames, frame_step=cfg.data.frame_step, augment=False,
-        eval_clips=cfg.data.eval_clips, compression=compression, methods=methods, splits_dir=splits_dir,
-        only=("test",))["test"]
+        "ffpp", root, cfg.model.img_size, cfg.model.num_frames, frame_step=cfg.data.faces.frame_step,
+        augment=False, eval_clips=cfg.data.faces.eval_clips, compression=compression, methods=methods,
+        splits_dir=splits_dir, only=("test",))["test"]
 
 
 def model_geometry(encoder: torch.nn.Module, cfg: Config) -> Config:
@@ -280,11 +280,12 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
         print(f"[eval_ff] --allow-recipe-mismatch: training {have.describe()} from {source} "
               f"({want.describe()}; {'; '.join(problems)})", flush=True)
     if splits_dir is not None:
-        base = dataclasses.replace(base, data=dataclasses.replace(base.data, splits_dir=str(splits_dir)))
+        faces = dataclasses.replace(base.data.faces, splits_dir=str(splits_dir))
+        base = dataclasses.replace(base, data=dataclasses.replace(base.data, faces=faces))
     records, curves = [], {}
     for method in folds:
-        data = dataclasses.replace(base.data, name="ffpp", methods=[m for m in methods if m != method],
-                                   exclude_methods=[])
+        faces = dataclasses.replace(base.data.faces, methods=[m for m in methods if m != method], exclude_methods=[])
+        data = dataclasses.replace(base.data, name="ffpp", faces=faces)
         cfg = dataclasses.replace(base, data=data)
         if scratch:
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=None))
@@ -293,7 +294,7 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
                                       train=dataclasses.replace(cfg.train, init_from=str(checkpoint)))
         run = out / "cross" / row_folder(name) / method  # rows sharing an --out keep their own fold runs
         print(f"[eval_ff] cross-manipulation, left out {method}: {have.describe()} ({Path(config).name}); "
-              f"training on original + {', '.join(data.methods)} -> {run}", flush=True)
+              f"training on original + {', '.join(faces.methods)} -> {run}", flush=True)
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run / "recipe.json", {
             "row": have.row, "recipe": have.describe(), "config": str(config), "opts": list(opts or []),
@@ -302,10 +303,11 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
         fit(cfg, run)  # writes run/config.yaml: the resolved config of this fold
         encoder, run_cfg = load_inference_model(run / "best.pt", device)
         run_cfg = model_geometry(encoder, run_cfg)
-        compression = cfg.data.compression
-        splits = Path(cfg.data.splits_dir) if cfg.data.splits_dir else None
+        compression = cfg.data.faces.compression
+        splits = Path(cfg.data.faces.splits_dir) if cfg.data.faces.splits_dir else None
         test = ffpp_test_split(root, run_cfg, [method], splits, compression)
-        metrics = score_checkpoint(run / "best.pt", encoder, test, device, cfg.data.batch_size, cfg.data.num_workers)
+        metrics = score_checkpoint(run / "best.pt", encoder, test, device, cfg.data.loader.batch_size,
+                                   cfg.data.loader.num_workers)
         videos = metrics.videos(strategy)
         write_predictions_csv(run / "predictions_test.csv", videos)
         curves.update(_curves(videos, [method]))
