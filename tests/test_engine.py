@@ -65,6 +65,25 @@ def test_resume_is_bit_exact(tiny_cfg, tmp_path, opts, stop):
         (tmp_path / "split/metrics.csv").read_text().count("\n")
 
 
+def test_checkpoint_written_before_data_was_grouped_resumes_exactly(tiny_cfg, tmp_path, capsys):
+    """A last.pt whose stored config has the flat data keys (data.batch_size, ...) of before the grouping resumes
+    through the CLI, silently, to the weights of an uninterrupted run."""
+    cfg = tiny_cfg("train.epochs=2", "data.loader.batch_size=32")
+    fit(cfg, tmp_path / "whole")
+    fit(cfg, tmp_path / "split", max_steps=5)
+    ckpt = load_checkpoint(tmp_path / "split/last.pt")
+    data = ckpt["config"]["data"]
+    for group in ("faces", "images", "loader"):
+        data.update(data.pop(group))
+    assert data["batch_size"] == 32
+    save_checkpoint(tmp_path / "split/last.pt", ckpt)
+    capsys.readouterr()
+    assert train_main(["--resume", str(tmp_path / "split")]) == 0
+    assert "[config]" not in capsys.readouterr().err
+    _assert_identical(_weights(tmp_path / "whole/last.pt"), _weights(tmp_path / "split/last.pt"))
+    assert load_checkpoint(tmp_path / "split/last.pt")["config"]["data"]["loader"]["batch_size"] == 32
+
+
 def test_resume_with_new_learning_rate_uses_it(tiny_cfg, tmp_path):
     """Hyper-parameters overridden at resume act (e.g. a lower blr after a NaN stop)."""
     fit(tiny_cfg("train.blr=2e-3"), tmp_path / "run", max_steps=5)
