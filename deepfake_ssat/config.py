@@ -3,6 +3,9 @@
 Every error is one line naming the key and the file (or ``--opts``) it came from::
 
     configs/x.yaml: train.epoch: unknown key (did you mean 'epochs'?)
+
+Values are checked when a config is loaded (:func:`check_config`: :data:`CHOICES`, ranges), so a command
+stops on a bad value before it builds anything.
 """
 from __future__ import annotations
 
@@ -381,7 +384,7 @@ def _convert(value: Any, tp: Any, key: str, origins: dict[str, str]) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key, origins)
     if origin is list:
-        if isinstance(value, (str, int)) and not isinstance(value, bool):  # one item: --opts data.methods=Deepfakes
+        if isinstance(value, (str, int)) and not isinstance(value, bool):  # one item: data.faces.methods=Deepfakes
             value = [value]
         if not isinstance(value, list):
             raise ConfigError(f"{where}: {key}: must be a list, got {value!r}")
