@@ -3,13 +3,18 @@
 Every error is one line naming the key and the file (or ``--opts``) it came from::
 
     configs/x.yaml: train.epoch: unknown key (did you mean 'epochs'?)
+
+Values are checked when a config is loaded (:func:`check_config`: :data:`CHOICES`, ranges), so a command
+stops on a bad value before it builds anything.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import importlib.resources
+import math
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -94,28 +99,9 @@ RENAMED = {
 
 
 @dataclass
-class DataConfig:
-    """Dataset and loader. ``batch_size`` is per process (per GPU under torchrun).
-
-    Face-clip datasets (dfdc, ffpp, celebdf, list) read the output of ``tools/extract_faces.py`` at
-    ``root``; a clip is ``model.num_frames`` stored face crops ``frame_step`` stored frames apart.
-    ``list``: your own labelled videos (``extract_faces.py --list CSV``), split by group (the CSV's
-    ``group``, else each video alone): a group keeps the split its CSV rows name, the other groups are
-    drawn with ``split_seed``, ``val_fraction`` and ``test_fraction``.
-    """
-    name: str = REQUIRED
-    root: Optional[str] = None
-    batch_size: int = 64
-    num_workers: int = 0
-    prefetch_factor: Optional[int] = None  # batches each loader worker prepares ahead (null: torch's 2)
-    # face clips cross to the device as: uint8 (normalised there: 4x less host -> device traffic and no
-    # normalisation in the workers) | float (normalised by the workers) | auto (uint8 on CUDA)
-    transfer: str = "auto"
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    augment: bool = True
-    balanced: bool = False  # sample classes equally often (DFDC is ~82% fake)
+class FaceClipsConfig:
+    """``data.faces``: face-clip datasets (dfdc, ffpp, celebdf, list), read from the output of ``dfssat-extract-faces``
+    at ``data.root``; a clip is ``model.num_frames`` stored face crops ``frame_step`` stored frames apart."""
     frame_step: int = 1
     eval_clips: int = 4  # clips per video at evaluation, starts spread over the video
     val_parts: Optional[list[str]] = None  # DFDC: part folders of the validation fold
@@ -128,9 +114,13 @@ class DataConfig:
     # list: the CSV path,label[,group][,split]; when set, only its videos train, with its labels / groups /
     # splits (null: every list video extracted under root, as its manifest says)
     video_list: Optional[str] = None
-    # Image datasets (cifar10, cifar100, flowers102, flowers102_trainval (the paper's train + val), svhn;
-    # ImageFolder trees chaoyang, pmnist, domainnet_*, imagenet, imagefolder): read from root, fetched
-    # into it only with download: true.
+
+
+@dataclass
+class ImagesConfig:
+    """``data.images``: still-image datasets (cifar10, cifar100, flowers102, flowers102_trainval (the paper's train +
+    val), svhn; ImageFolder trees chaoyang, pmnist, domainnet_*, imagenet, imagefolder; digits for the subsets,
+    Mixup / CutMix and the perturbed test): read from ``data.root``, fetched into it only with ``download: true``."""
     download: bool = False
     train_transform: Optional[str] = "deit"  # deit (RandAugment m9 + erasing 0.25) | simple | null = eval transform
     subset_fraction: Optional[float] = None  # fixed-seed (split_seed) class-stratified part of the training split
@@ -140,6 +130,47 @@ class DataConfig:
     eval_perturbed: bool = False  # also test on random-perspective perturbed images (Table 2): test_acc1_perturbed
     perturb_distortion: float = 0.5  # RandomPerspective distortion_scale of that test
     perturb_seed: int = 0  # one fixed perspective draw per test image
+
+
+@dataclass
+class LoaderConfig:
+    """``data.loader``: how training batches are drawn and reach the device. ``batch_size`` is per process (per GPU
+    under torchrun)."""
+    batch_size: int = 64
+    num_workers: int = 0
+    prefetch_factor: Optional[int] = None  # batches each loader worker prepares ahead (null: torch's 2)
+    # face clips cross to the device as: uint8 (normalised there: 4x less host -> device traffic and no
+    # normalisation in the workers) | float (normalised by the workers) | auto (uint8 on CUDA)
+    transfer: str = "auto"
+    balanced: bool = False  # sample classes equally often (DFDC is ~82% fake)
+
+
+@dataclass
+class DataConfig:
+    """Dataset (``name`` at ``root``), its splits, and three groups: ``faces`` (face-clip datasets), ``images``
+    (still-image datasets) and ``loader`` (batches).
+
+    Splits: datasets without their own are drawn with ``split_seed``, ``val_fraction`` and ``test_fraction``.
+    ``list`` (your own labelled videos, ``dfssat-extract-faces --list CSV``) splits by group (the CSV's ``group``,
+    else each video alone): a group keeps the split its CSV rows name, the other groups are drawn.
+    """
+    name: str = REQUIRED
+    root: Optional[str] = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    augment: bool = True
+    faces: FaceClipsConfig = field(default_factory=FaceClipsConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+
+
+# DataConfig's flat keys before it was grouped (data.batch_size -> data.loader.batch_size, ...). Unlike RENAMED they
+# are still read everywhere (YAML, --opts, stored configs): a YAML file or --opts using one gets a one-line note
+# naming the new key; a stored (checkpoint, run folder) config is mapped silently.
+MOVED = {f"data.{leaf}": f"data.{group}.{leaf}" for group, cls in
+         (("faces", FaceClipsConfig), ("images", ImagesConfig), ("loader", LoaderConfig))
+         for leaf in (f.name for f in dataclasses.fields(cls))}
 
 
 @dataclass
@@ -181,6 +212,86 @@ class Config:
     ssat: SSATConfig = field(default_factory=SSATConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks: the values a config may hold, whatever reads it (one line naming the key and where it was set)
+
+CHOICES: dict[str, tuple[Optional[str], ...]] = {
+    "model.pos_embed": ("3d", "1d", None),
+    "ssat.aux": ("mae", "simclr", "dino"),
+    "data.faces.compression": ("raw", "c0", "c23", "c40"),
+    "data.images.train_transform": ("deit", "simple", None),
+    "data.loader.transfer": ("auto", "uint8", "float"),
+    "train.amp": ("bf16", "fp16", "none"),
+    "train.select": ("auto", "auc", "acc", "loss"),
+    "train.host_sync": ("auto", "step", "log"),
+}
+
+
+def _value(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _choice_problems(cfg: Config) -> list[tuple[str, str]]:
+    """``(key, message)`` for each :data:`CHOICES` key holding another value."""
+    problems = []
+    for key, allowed in CHOICES.items():
+        value = _value(cfg, key)
+        if value not in allowed:
+            names = ", ".join(str(a) for a in allowed if a is not None)
+            problems.append((key, f"{key}: must be one of {names}{' or null' if None in allowed else ''}, "
+                                  f"got {value!r}"))
+    return problems
+
+
+def _range_problems(cfg: Config) -> list[tuple[str, str]]:
+    """``(key, message)`` for each number out of its range, or combination that cannot run."""
+    t, loader, images = cfg.train, cfg.data.loader, cfg.data.images
+    problems = []
+    small = [k for k, v in (("train.accum_steps", t.accum_steps), ("data.loader.batch_size", loader.batch_size),
+                            ("train.epochs", t.epochs)) if v < 1]
+    if small:
+        problems.append((small[0], "train.accum_steps, data.loader.batch_size and train.epochs must be >= 1"))
+    if not (math.isfinite(t.blr) and t.blr > 0):
+        problems.append(("train.blr", f"train.blr: must be a positive number, got {t.blr}"))
+    if t.clip_grad is not None and not t.clip_grad > 0:
+        problems.append(("train.clip_grad", f"train.clip_grad: must be a positive gradient norm or null (no "
+                                            f"clipping), got {t.clip_grad}"))
+    if not t.warmup_epochs >= 0:
+        problems.append(("train.warmup_epochs", f"train.warmup_epochs: must be >= 0, got {t.warmup_epochs}"))
+    if t.betas is not None and (len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas)):
+        problems.append(("train.betas", f"train.betas: two numbers in [0, 1), got {t.betas}"))
+    if loader.prefetch_factor is not None and (loader.num_workers == 0 or loader.prefetch_factor < 1):
+        problems.append(("data.loader.prefetch_factor",
+                         f"data.loader.prefetch_factor: {loader.prefetch_factor} needs data.loader.num_workers > 0 "
+                         f"and a value >= 1 (or null)"))
+    if (images.mixup > 0 or images.cutmix > 0) and loader.batch_size % 2:
+        problems.append(("data.loader.batch_size", f"data.loader.batch_size: Mixup / CutMix pair the items of a "
+                                                   f"batch; {loader.batch_size} is odd"))
+    return problems
+
+
+def check_config(cfg: Config, origins: dict[str, str] | None = None) -> None:
+    """Raise one :class:`ConfigError` line for the first value ``cfg`` may not hold (:data:`CHOICES`, ranges).
+
+    Run when a config is loaded (``origins``: where each key was set, named first) and again by the trainer,
+    for configs built or changed in code. Checks that need the data or the model (Mixup on clips, a batch
+    larger than the training split, ``train.select=auc`` without both classes) stay where those are known.
+    """
+    problems = _choice_problems(cfg) + _range_problems(cfg)
+    if problems:
+        key, message = problems[0]
+        where = (origins or {}).get(key)
+        raise ConfigError(f"{where}: {message}" if where else message)
+
+
+def _checked(cfg: Config, origins: dict[str, str]) -> Config:
+    check_config(cfg, origins)
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +337,7 @@ def _load_tree(path: Path, origins: dict[str, str], seen: tuple[Path, ...] = ())
     merged: dict = {}
     for base in bases:
         _merge(merged, _load_tree(path.parent / base, origins, seen + (path,)), {}, "")
-    _merge(merged, tree, origins, str(_display(path)))
+    _merge(merged, _upgrade(tree, MOVED, str(_display(path))), origins, str(_display(path)))
     return merged
 
 
@@ -273,7 +384,7 @@ def _convert(value: Any, tp: Any, key: str, origins: dict[str, str]) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key, origins)
     if origin is list:
-        if isinstance(value, (str, int)) and not isinstance(value, bool):  # one item: --opts data.methods=Deepfakes
+        if isinstance(value, (str, int)) and not isinstance(value, bool):  # one item: data.faces.methods=Deepfakes
             value = [value]
         if not isinstance(value, list):
             raise ConfigError(f"{where}: {key}: must be a list, got {value!r}")
@@ -304,11 +415,8 @@ def _build(cls: type, tree: dict, origins: dict[str, str], prefix: str = "") -> 
     names = [f.name for f in dataclasses.fields(cls)]
     for key in tree:
         if key not in hints:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
-            if prefix + str(key) in RENAMED:
-                hint = f" (renamed: now {RENAMED[prefix + str(key)]})"
-            raise ConfigError(f"{origins.get(prefix + str(key), '<input>')}: {prefix}{key}: unknown key{hint}")
+            raise ConfigError(f"{origins.get(prefix + str(key), '<input>')}: {prefix}{key}: unknown key"
+                              f"{_unknown_key_hint(cls, str(key), prefix)}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         key = prefix + f.name
@@ -322,11 +430,28 @@ def _build(cls: type, tree: dict, origins: dict[str, str], prefix: str = "") -> 
     return cls(**kwargs)
 
 
-def _upgrade_renamed(tree: dict) -> dict:
-    """A copy of ``tree`` with every old key of :data:`RENAMED` moved to its new dotted place
-    (a value already at the new place wins)."""
+def _unknown_key_hint(cls: type, key: str, prefix: str) -> str:
+    """`` (did you mean 'x'?)`` for an unknown key of section ``cls``: a close field name, else a close field of one
+    of its groups (``data.batch_siz`` -> ``loader.batch_size``); a key of :data:`RENAMED` names its new place."""
+    if prefix + key in RENAMED:
+        return f" (renamed: now {RENAMED[prefix + key]})"
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    close = difflib.get_close_matches(key, names, n=1)
+    if not close:
+        hints = typing.get_type_hints(cls)
+        nested = {sub.name: f"{f.name}.{sub.name}" for f in fields if dataclasses.is_dataclass(hints[f.name])
+                  for sub in dataclasses.fields(hints[f.name])}
+        close = [nested[c] for c in difflib.get_close_matches(key, list(nested), n=1)]
+    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+
+
+def _upgrade(tree: dict, table: dict[str, str], note: str | None = None) -> dict:
+    """A copy of ``tree`` with every old key of ``table`` (:data:`RENAMED`, :data:`MOVED`) moved to its new dotted
+    place (a value already at the new place wins). ``note``: the source (a file, ``--opts``) named in a one-line
+    note on stderr for each old key found; None: moved silently (stored configs)."""
     tree = _copy_tree(tree)
-    for old, new in RENAMED.items():
+    for old, new in table.items():
         *old_parents, old_leaf = old.split(".")
         node = tree
         for part in old_parents:
@@ -334,6 +459,8 @@ def _upgrade_renamed(tree: dict) -> dict:
         if not isinstance(node, dict) or old_leaf not in node:
             continue
         value = node.pop(old_leaf)
+        if note is not None:
+            print(f"[config] {note}: {old} is now {new} (the old key is still read; rename it)", file=sys.stderr)
         *new_parents, new_leaf = new.split(".")
         dst = tree
         for part in new_parents:
@@ -351,15 +478,16 @@ def _copy_tree(tree: dict) -> dict:
 def config_from_dict(tree: dict, source: str = "<dict>", overrides: list[str] | None = None) -> Config:
     """Build a :class:`Config` from a plain nested dict (e.g. one stored in a checkpoint).
 
-    Keys renamed since (:data:`RENAMED`, e.g. ``ssat.simclr_temperature``) are accepted here and
-    moved to their new place, so that checkpoints written before the rename still load; YAML files
-    and ``--opts`` get an error naming the new key instead.
+    Keys renamed since (:data:`RENAMED`, e.g. ``ssat.simclr_temperature``) or moved into a group
+    (:data:`MOVED`, e.g. ``data.batch_size``) are accepted here and moved to their new place, so that
+    checkpoints written before the change still load; YAML files and ``--opts`` get an error naming
+    a renamed key's new name instead (a moved key: a note).
     """
     origins: dict[str, str] = {"": source}
     merged: dict = {}
-    _merge(merged, _upgrade_renamed(tree), origins, source)
-    _merge(merged, parse_overrides(overrides or []), origins, "--opts")
-    return _build(Config, merged, origins)
+    _merge(merged, _upgrade(tree, {**RENAMED, **MOVED}), origins, source)
+    _merge(merged, _upgrade(parse_overrides(overrides or []), MOVED, "--opts"), origins, "--opts")
+    return _checked(_build(Config, merged, origins), origins)
 
 
 def load_run_config(path: str | os.PathLike) -> Config:
@@ -411,8 +539,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     path = find_config(path)
     origins: dict[str, str] = {"": str(_display(Path(path).resolve()))}
     tree = _load_tree(Path(path), origins)
-    _merge(tree, parse_overrides(overrides or []), origins, "--opts")
-    return _build(Config, tree, origins)
+    _merge(tree, _upgrade(parse_overrides(overrides or []), MOVED, "--opts"), origins, "--opts")
+    return _checked(_build(Config, tree, origins), origins)
 
 
 def config_to_dict(cfg: Config) -> dict:

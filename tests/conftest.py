@@ -53,7 +53,8 @@ ssat:
   mask_ratio: 0.75
 data:
   name: digits
-  batch_size: 64
+  loader:
+    batch_size: 64
 train:
   epochs: 2
   blr: 2.0e-3

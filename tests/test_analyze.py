@@ -331,7 +331,8 @@ def test_multiview_checkpoints_load_for_analysis(tiny_cfg, tmp_path, aux):
     from deepfake_ssat.analysis.runner import load_for_analysis
     from deepfake_ssat.engine import fit, load_checkpoint
 
-    fit(tiny_cfg("data.subset_size=64", "data.batch_size=8", "train.epochs=1", f"ssat.aux={aux}"), tmp_path,
+    fit(tiny_cfg("data.images.subset_size=64", "data.loader.batch_size=8", "train.epochs=1", f"ssat.aux={aux}"),
+        tmp_path,
         max_steps=1)
     model, cfg = load_for_analysis(tmp_path / "last.pt", torch.device("cpu"))
     state = load_checkpoint(tmp_path / "last.pt")["model"]

@@ -218,3 +218,59 @@ def test_no_public_name_is_defined_in_two_modules():
                 if not name.startswith("_") and name not in ONE_PER_MODULE:
                     where.setdefault(name, []).append(str(path.relative_to(ROOT)))
     assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}
+
+
+def _image_folder(root: Path) -> Path:
+    """A two-class ImageFolder tree (train / val / test), two 8 px images per class and split."""
+    from PIL import Image
+
+    for split in ("train", "val", "test"):
+        for c, cls in enumerate(("a", "b")):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8), (255 * c, 40 * i, 0)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def _every_kind_of_split(tmp_path: Path) -> dict[str, object]:
+    """One split of each dataset class the trainer can receive from build_datasets, built from tiny fixtures."""
+    from deepfake_ssat.synthetic.extractions import write_synthetic_extraction
+    from deepfake_ssat.config import DataConfig, ImagesConfig
+    from deepfake_ssat.data import build_datasets
+
+    write_synthetic_extraction(tmp_path / "faces", 6, 8, 32)
+    perturbed = ImagesConfig(eval_perturbed=True)
+    image_root = str(_image_folder(tmp_path / "folder"))
+    builds = {
+        "digits": build_datasets(DataConfig(name="digits", images=perturbed), 32, 1),
+        "digits, two views": build_datasets(DataConfig(name="digits"), 32, 1, views=2),
+        "image folder": build_datasets(DataConfig(name="imagefolder", root=image_root, images=perturbed), 32, 3),
+        "image folder, two views": build_datasets(DataConfig(name="imagefolder", root=image_root), 32, 3, views=2),
+        # ffpp, celebdf and list split the same FaceClipDataset by other protocols (build_face_clips)
+        "dfdc face clips": build_datasets(DataConfig(name="dfdc", root=str(tmp_path / "faces"), val_fraction=0.34,
+                                                     test_fraction=0.34), 32, 3, num_frames=4),
+    }
+    return {f"{kind} {split}": ds for kind, splits in builds.items() for split, ds in splits.items()}
+
+
+def test_every_dataset_the_trainer_receives_meets_the_data_contract(tmp_path):
+    from deepfake_ssat.data import TrainingData
+
+    splits = _every_kind_of_split(tmp_path)
+    kinds = {type(ds).__name__ for ds in splits.values()}
+    assert kinds == {"TensorImages", "ImageSubset", "PerspectivePerturbed", "FaceClipDataset"}, kinds
+    for name, ds in splits.items():
+        assert isinstance(ds, TrainingData), name
+        assert len(ds.labels) == len(ds) > 0, name
+        assert isinstance(ds.describe(), str) and ds.describe(), name
+        manifest = ds.manifest()
+        assert isinstance(manifest, list) and all(isinstance(row, dict) for row in manifest), name
+        face_clips = type(ds).__name__ == "FaceClipDataset"
+        assert (ds.extraction is not None) == face_clips and (face_clips or ds.extraction is None), name
+    assert not isinstance(torch.utils.data.TensorDataset(torch.zeros(2)), TrainingData)  # the check can fail
+
+
+def test_the_trainer_calls_the_data_contract_without_probing():
+    source = inspect.getsource(trainer)
+    for word in ("hasattr(", "getattr(ds", "getattr(datasets", 'getattr(run.datasets'):
+        assert word not in source, word

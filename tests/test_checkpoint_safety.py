@@ -222,7 +222,7 @@ def test_resume_with_another_config_conflicts(tmp_path, tiny_config_file, capsys
 def test_resume_into_a_new_folder_finishes_with_the_old_best(tmp_path, tiny_config_file, capsys):
     """Validation cannot improve after the resume (blr ~ 0 in epoch 2), so best.pt is the old run's."""
     first = tmp_path / "first"
-    assert train_main(["--config", str(tiny_config_file), "--opts", "train.epochs=1", "data.batch_size=256",
+    assert train_main(["--config", str(tiny_config_file), "--opts", "train.epochs=1", "data.loader.batch_size=256",
                        "--out", str(first)]) == 0
     capsys.readouterr()
     best_before = torch.load(first / "best.pt", weights_only=True)["model_sha256"]

@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepfake_ssat.config import (RENAMED, Config, ConfigError, config_from_dict, config_to_dict, dump_config,
-                                  find_config, load_config, load_run_config, packaged_configs)
+from deepfake_ssat.config import (CHOICES, MOVED, RENAMED, Config, ConfigError, check_config, config_from_dict,
+                                  config_to_dict, dump_config, find_config, load_config, load_run_config,
+                                  packaged_configs)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,12 +24,12 @@ def test_shipped_digits_configs_load():
 
 
 def test_base_inheritance_and_overrides(tmp_path):
-    write(tmp_path / "base.yaml", "model: {name: vit_test}\ndata: {name: digits, batch_size: 16}\n"
+    write(tmp_path / "base.yaml", "model: {name: vit_test}\ndata: {name: digits, loader: {batch_size: 16}}\n"
                                   "train: {epochs: 3}\ndecoder: null\nssat: {lam: 1.0}\n")
     child = write(tmp_path / "child.yaml", "_base_: base.yaml\ntrain: {blr: 0.002}\ndecoder: {depth: 4}\n")
     cfg = load_config(child, ["train.epochs=7", "ssat.mask_ratio=0.95", "ssat.lam=0.1"])
     assert cfg.train.epochs == 7 and cfg.train.blr == 0.002  # base key kept, child key, override
-    assert cfg.data.batch_size == 16
+    assert cfg.data.loader.batch_size == 16
     assert cfg.decoder.depth == 4 and cfg.decoder.embed_dim == 128  # null in base -> mapping in child
     assert cfg.ssat.mask_ratio == 0.95
     assert load_config(child, ["decoder=null", "ssat.lam=1"]).decoder is None
@@ -172,3 +173,98 @@ def test_packaged_config_tree_and_bare_names_are_unique_but_for_tiny_variants():
     for path in (root / "image").rglob("*.yaml"):  # image/<dataset>/<dataset>_<model>_<mode>.yaml
         rel = path.relative_to(root / "image")
         assert rel.parts[0] == "_base" or rel.name.startswith(rel.parts[0] + "_"), rel
+
+
+def _flat_data(tree: dict) -> dict:
+    """``tree`` with its data section as written before DataConfig was grouped (data.batch_size, ...)."""
+    data = {k: v for k, v in tree["data"].items() if k not in ("faces", "images", "loader")}
+    for group in ("faces", "images", "loader"):
+        data.update(tree["data"][group])
+    return {**tree, "data": data}
+
+
+def test_data_settings_are_grouped_into_faces_images_and_loader():
+    cfg = load_config("dfdc_videomae_095", ["data.loader.batch_size=2", "data.faces.eval_clips=3"])
+    assert (cfg.data.loader.batch_size, cfg.data.loader.num_workers, cfg.data.loader.balanced) == (2, 8, True)
+    assert (cfg.data.faces.eval_clips, cfg.data.faces.frame_step, cfg.data.images.mixup) == (3, 1, 0.0)
+    assert set(config_to_dict(cfg)["data"]) == {"name", "root", "val_fraction", "test_fraction", "split_seed",
+                                                "augment", "faces", "images", "loader"}
+    assert all(new.startswith(("data.faces.", "data.images.", "data.loader.")) and new.endswith(old[4:])
+               for old, new in MOVED.items()) and len(MOVED) == 24
+
+
+def test_old_flat_data_keys_still_load_with_a_note_naming_the_new_key(tmp_path, capsys):
+    path = write(tmp_path / "old.yaml", "model: {name: vit_test}\ndata: {name: digits, batch_size: 16, "
+                                        "subset_size: 64}\n")
+    cfg = load_config(path, ["data.eval_clips=3"])
+    assert (cfg.data.loader.batch_size, cfg.data.images.subset_size, cfg.data.faces.eval_clips) == (16, 64, 3)
+    notes = capsys.readouterr().err.splitlines()
+    assert sorted(notes) == sorted([
+        "[config] --opts: data.eval_clips is now data.faces.eval_clips (the old key is still read; rename it)",
+        f"[config] {path}: data.batch_size is now data.loader.batch_size (the old key is still read; rename it)",
+        f"[config] {path}: data.subset_size is now data.images.subset_size (the old key is still read; rename it)"])
+    # a later source wins whichever spelling it uses; the new key wins within one file
+    assert load_config(path, ["data.loader.batch_size=8"]).data.loader.batch_size == 8
+    both = write(tmp_path / "both.yaml", "model: {name: vit_test}\ndata: {name: digits, batch_size: 16, "
+                                         "loader: {batch_size: 4}}\n")
+    assert load_config(both).data.loader.batch_size == 4
+    with pytest.raises(ConfigError, match=r"--opts: data\.batch_siz: unknown key \(did you mean 'loader\.batch_size'"):
+        load_config(path, ["data.batch_siz=8"])
+
+
+def test_checkpoint_config_with_flat_data_keys_loads_silently(tmp_path, capsys):
+    cfg = load_config("dfdc_videomae_095", ["data.loader.batch_size=2", "data.faces.methods=[a, b]"])
+    old = _flat_data(config_to_dict(cfg))  # as a checkpoint written before the grouping stores it
+    assert "batch_size" in old["data"] and "loader" not in old["data"]
+    assert config_from_dict(old, source="old.pt") == cfg
+    assert config_from_dict(old, source="old.pt", overrides=["data.loader.num_workers=0"]).data.loader.num_workers == 0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))  # an old run folder's config.yaml
+    assert load_run_config(tmp_path / "config.yaml") == cfg
+    assert capsys.readouterr().err == ""
+    assert "batch_size" in old["data"]  # the stored dict is not modified
+
+
+def test_every_packaged_config_uses_the_grouped_keys(capsys):
+    root = packaged_configs()
+    for path in root.rglob("*.yaml"):
+        if not any(part.startswith("_") for part in path.relative_to(root).parts):
+            load_config(path)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_choice_values_are_checked_when_the_config_loads(key):
+    allowed = ", ".join(str(a) for a in CHOICES[key] if a is not None) + (" or null" if None in CHOICES[key] else "")
+    with pytest.raises(ConfigError) as e:
+        load_config("digits_vit_tiny_ssat", [f"{key}=bogus"])
+    assert str(e.value) == f"--opts: {key}: must be one of {allowed}, got 'bogus'"
+    for value in CHOICES[key]:
+        load_config("digits_vit_tiny_ssat", [f"{key}={'null' if value is None else value}"])
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["train.epochs=0"], "--opts: train.accum_steps, data.loader.batch_size and train.epochs must be >= 1"),
+    (["train.blr=-1"], "--opts: train.blr: must be a positive number, got -1.0"),
+    (["train.clip_grad=0"], "--opts: train.clip_grad: must be a positive gradient norm or null (no clipping), got 0.0"),
+    (["train.warmup_epochs=-1"], "--opts: train.warmup_epochs: must be >= 0, got -1.0"),
+    (["train.betas=[0.9]"], "--opts: train.betas: two numbers in [0, 1), got [0.9]"),
+    (["data.loader.prefetch_factor=2"], "--opts: data.loader.prefetch_factor: 2 needs data.loader.num_workers > 0 "
+                                        "and a value >= 1 (or null)"),
+    (["data.images.mixup=0.8", "data.loader.batch_size=7"], "--opts: data.loader.batch_size: Mixup / CutMix pair the "
+                                                            "items of a batch; 7 is odd"),
+])
+def test_ranges_are_checked_when_the_config_loads(opts, message):
+    with pytest.raises(ConfigError) as e:
+        load_config("digits_vit_tiny_ssat", opts)
+    assert str(e.value) == message
+
+
+def test_a_bad_value_names_the_file_that_set_it_and_code_built_configs_are_checked_too(tmp_path):
+    path = write(tmp_path / "bad.yaml", "model: {name: vit_test}\ndata: {name: digits, loader: {transfer: fast}}\n")
+    with pytest.raises(ConfigError, match=r"^.*bad\.yaml: data\.loader\.transfer: must be one of auto, uint8, float"):
+        load_config(path)
+    cfg = load_config("digits_vit_tiny_ssat")
+    check_config(cfg)
+    cfg.train.select = "f1"
+    with pytest.raises(ConfigError, match=r"^train\.select: must be one of auto, auc, acc, loss, got 'f1'$"):
+        check_config(cfg)

@@ -19,7 +19,7 @@ from deepfake_ssat.engine import fit, load_checkpoint
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
-FAST = ["train.epochs=2", "data.batch_size=2", "train.blr=1.0e-2", "train.warmup_epochs=0", "train.device=cuda",
+FAST = ["train.epochs=2", "data.loader.batch_size=2", "train.blr=1.0e-2", "train.warmup_epochs=0", "train.device=cuda",
         "train.amp=bf16"]
 
 

@@ -49,7 +49,7 @@ def test_fit_writes_run_directory(tiny_cfg, tmp_path):
 
 @pytest.mark.parametrize("opts,stop", [
     ((), 5),  # mid-epoch
-    (("train.accum_steps=2", "data.num_workers=2"), 12),  # accumulation, workers, second epoch
+    (("train.accum_steps=2", "data.loader.num_workers=2"), 12),  # accumulation, workers, second epoch
 ])
 def test_resume_is_bit_exact(tiny_cfg, tmp_path, opts, stop):
     cfg = tiny_cfg("train.epochs=2", *opts)
@@ -63,6 +63,25 @@ def test_resume_is_bit_exact(tiny_cfg, tmp_path, opts, stop):
     assert summary["test_acc1"] == whole["test_acc1"] and summary["steps"] == whole["steps"]
     assert (tmp_path / "whole/metrics.csv").read_text().count("\n") == \
         (tmp_path / "split/metrics.csv").read_text().count("\n")
+
+
+def test_checkpoint_written_before_data_was_grouped_resumes_exactly(tiny_cfg, tmp_path, capsys):
+    """A last.pt whose stored config has the flat data keys (data.batch_size, ...) of before the grouping resumes
+    through the CLI, silently, to the weights of an uninterrupted run."""
+    cfg = tiny_cfg("train.epochs=2", "data.loader.batch_size=32")
+    fit(cfg, tmp_path / "whole")
+    fit(cfg, tmp_path / "split", max_steps=5)
+    ckpt = load_checkpoint(tmp_path / "split/last.pt")
+    data = ckpt["config"]["data"]
+    for group in ("faces", "images", "loader"):
+        data.update(data.pop(group))
+    assert data["batch_size"] == 32
+    save_checkpoint(tmp_path / "split/last.pt", ckpt)
+    capsys.readouterr()
+    assert train_main(["--resume", str(tmp_path / "split")]) == 0
+    assert "[config]" not in capsys.readouterr().err
+    _assert_identical(_weights(tmp_path / "whole/last.pt"), _weights(tmp_path / "split/last.pt"))
+    assert load_checkpoint(tmp_path / "split/last.pt")["config"]["data"]["loader"]["batch_size"] == 32
 
 
 def test_resume_with_new_learning_rate_uses_it(tiny_cfg, tmp_path):
@@ -217,7 +236,7 @@ def test_cli_config_errors_are_one_line(tmp_path, tiny_config_file, capsys):
 
 def test_digits_training_beats_chance(tiny_cfg, tmp_path):
     """A short SSAT run of the tiny ViT (no augmentation, so 10 epochs suffice) learns the digits."""
-    cfg = tiny_cfg("train.epochs=10", "train.blr=1e-2", "data.batch_size=32", "data.augment=false",
+    cfg = tiny_cfg("train.epochs=10", "train.blr=1e-2", "data.loader.batch_size=32", "data.augment=false",
                    "train.warmup_epochs=1")
     summary = fit(cfg, tmp_path / "run")
     assert summary["test_acc1"] > 50.0  # chance is 10%
@@ -236,8 +255,8 @@ def test_digits_demo_runs_both_modes(tmp_path):
 
 
 def test_prefetch_factor_needs_workers(tiny_cfg, tmp_path):
-    with pytest.raises(ConfigError, match=r"data.prefetch_factor: 4 needs data.num_workers > 0"):
-        fit(tiny_cfg("data.prefetch_factor=4"), tmp_path)
+    with pytest.raises(ConfigError, match=r"data.loader.prefetch_factor: 4 needs data.loader.num_workers > 0"):
+        fit(tiny_cfg("data.loader.prefetch_factor=4"), tmp_path)
 
 
 def test_tests_without_the_cuda_marker_run_on_the_cpu():

@@ -16,7 +16,7 @@ from deepfake_ssat.commands.eval_ff import main as eval_ff_main
 def dfdc_checkpoint(face_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("dfdc_run")
     cfg = load_config("video/tiny/dfdc_videomae_095",
-                      [f"data.root={face_data.dfdc}", "train.epochs=1", "data.batch_size=2"])
+                      [f"data.root={face_data.dfdc}", "train.epochs=1", "data.loader.batch_size=2"])
     fit(cfg, out)
     return out / "best.pt"
 
@@ -27,7 +27,7 @@ def test_zero_shot_and_cross_fold_write_table_8(face_data, dfdc_checkpoint, tmp_
     code = eval_ff_main(["--zero-shot", "--leave-out", "NeuralTextures", "--checkpoint", str(dfdc_checkpoint),
                          "--data-root", str(face_data.ffpp), "--splits-dir", str(face_data.splits),
                          "--config", str(ROOT / "configs/video/tiny/ffpp_videomae_095.yaml"), "--name", "ssat",
-                         "--opts", "train.epochs=1", "data.batch_size=2", "--out", str(out)])
+                         "--opts", "train.epochs=1", "data.loader.batch_size=2", "--out", str(out)])
     assert code == 0
     md = (out / "results.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| Model"))
@@ -56,7 +56,7 @@ def test_zero_shot_and_cross_fold_write_table_8(face_data, dfdc_checkpoint, tmp_
     assert eval_ff_main(["--leave-out", "Deepfakes", "--scratch", "--data-root", str(face_data.ffpp),
                          "--splits-dir", str(face_data.splits), "--config",
                          str(ROOT / "configs/video/tiny/ffpp_videomae_scratch.yaml"), "--opts", "train.epochs=1",
-                         "data.batch_size=2", "--out", str(out)]) == 0
+                         "data.loader.batch_size=2", "--out", str(out)]) == 0
     models = {r["model"] for r in json.loads((out / "results.json").read_text())["records"]}
     assert models == {"ssat", "Scratch"}
     assert (fold / "best.pt").is_file() and (out / "cross" / "Scratch" / "Deepfakes" / "config.yaml").is_file()
@@ -207,14 +207,15 @@ def test_cross_fold_trains_with_the_checkpoints_own_recipe(face_data, tiny_ckpts
     out = tmp_path / "eval"
     assert eval_ff_main(["--leave-out", "NeuralTextures", "--checkpoint", str(tiny_ckpts[ckpt]), "--data-root",
                          str(face_data.ffpp), "--splits-dir", str(face_data.splits), "--device", "cpu",
-                         "--opts", "train.epochs=1", "data.batch_size=2", "--out", str(out)]) == 0
+                         "--opts", "train.epochs=1", "data.loader.batch_size=2", "--out", str(out)]) == 0
     fold = out / "cross" / ckpt / "NeuralTextures"  # row name: the checkpoint's run folder
     cfg = load_run_config(fold / "config.yaml")
     assert (cfg.ssat.lam, cfg.ssat.mask_ratio) == (lam, mask_ratio)
     assert yaml.safe_load((fold / "config.yaml").read_text())["decoder"] == decoder
     assert cfg.train.init_from == str(tiny_ckpts[ckpt]) and cfg.model.name == "videomae_test"
-    assert cfg.train.epochs == 1 and cfg.data.batch_size == 2 and cfg.data.name == "ffpp"  # --opts applied
-    assert sorted(cfg.data.methods) == ["Deepfakes", "Face2Face", "FaceSwap"] and cfg.data.exclude_methods == []
+    assert cfg.train.epochs == 1 and cfg.data.loader.batch_size == 2 and cfg.data.name == "ffpp"  # --opts applied
+    assert sorted(cfg.data.faces.methods) == ["Deepfakes", "Face2Face", "FaceSwap"]
+    assert cfg.data.faces.exclude_methods == []
     recipe = json.loads((fold / "recipe.json").read_text())
     assert recipe["row"] == row and recipe["config"].endswith(f"video/tiny/ffpp_videomae_{row}.yaml")
     assert recipe["mismatch"] == [] and not recipe["allow_recipe_mismatch"]
@@ -227,7 +228,7 @@ def test_cross_recipe_mismatch_is_one_line_unless_allowed(face_data, tiny_ckpts,
     config = ROOT / "configs/video/tiny/ffpp_videomae_095.yaml"
     argv = ["--leave-out", "NeuralTextures", "--checkpoint", str(tiny_ckpts["ssat075"]), "--data-root",
             str(face_data.ffpp), "--splits-dir", str(face_data.splits), "--device", "cpu", "--config", str(config),
-            "--opts", "train.epochs=1", "data.batch_size=2", "--out", str(out)]
+            "--opts", "train.epochs=1", "data.loader.batch_size=2", "--out", str(out)]
     assert eval_ff_main(argv) == 2
     line = _one_line(capsys.readouterr().err)
     assert line == (f"error: --config {config}: recipe does not match --checkpoint {tiny_ckpts['ssat075']} "

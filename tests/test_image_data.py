@@ -17,7 +17,7 @@ from timm.data.auto_augment import RandAugment
 from torch.utils.data import DataLoader
 
 from deepfake_ssat.config import ConfigError
-from deepfake_ssat.data.images import (NUM_CLASSES, build_image_dataset, image_num_classes, make_train_transform,
+from deepfake_ssat.data.images import (TORCHVISION_CLASSES, build_image_dataset, image_num_classes, make_train_transform,
                                        mixup_fn, stratified_sample, two_views)
 
 CIFAR_TRAIN_LABELS = [i % 10 for i in range(60)]  # 6 per class over 5 batches of 12
@@ -79,7 +79,7 @@ def test_cifar10_splits_shapes_and_labels(cifar_root, no_checksums):
     assert set(ds) == {"train", "val", "test"}
     assert (len(ds["train"]), len(ds["val"]), len(ds["test"])) == (48, 12, 10)
     assert ds["train"].classes == [f"c{i}" for i in range(10)]
-    assert NUM_CLASSES["cifar10"] == 10 == image_num_classes("cifar10", None)
+    assert TORCHVISION_CLASSES["cifar10"] == 10 == image_num_classes("cifar10", None)
     for split in ds.values():
         image, label = split[0]
         assert image.shape == (3, 32, 32) and image.dtype == torch.float32
@@ -107,7 +107,7 @@ def test_cifar10_split_and_subset_are_reproducible_and_stratified(cifar_root, no
     assert len(half) == 24 and set(half.indices) <= set(build(0)["train"].indices)
     with pytest.raises(ConfigError, match="not both"):
         build(0, subset_size=5, subset_fraction=0.5)
-    with pytest.raises(ConfigError, match=r"data.subset_size: must be in \[1, 48\]"):
+    with pytest.raises(ConfigError, match=r"data.images.subset_size: must be in \[1, 48\]"):
         build(0, subset_size=49)
 
 
@@ -126,7 +126,7 @@ def test_missing_cifar_root_or_file_is_one_line(tmp_path, cifar_root):
         build_image_dataset("cifar10", tmp_path / "nowhere", 32, 3)
     message = str(err.value)
     assert message == (f"data.root: {tmp_path / 'nowhere' / 'cifar-10-batches-py'} not found; download CIFAR-10 into "
-                       f"{tmp_path / 'nowhere'} or set data.download=true")
+                       f"{tmp_path / 'nowhere'} or set data.images.download=true")
     (cifar_root / "cifar-10-batches-py" / "data_batch_3").unlink()
     with pytest.raises(ConfigError, match=r"data_batch_3 not found") as err:
         build_image_dataset("cifar10", cifar_root, 32, 3)
@@ -134,7 +134,8 @@ def test_missing_cifar_root_or_file_is_one_line(tmp_path, cifar_root):
 
 
 def test_corrupt_cifar_files_fail_the_checksum_in_one_line(cifar_root):
-    with pytest.raises(ConfigError, match=r"fails torchvision's CIFAR-10 checksum .* set data.download=true$") as err:
+    with pytest.raises(ConfigError,
+                       match=r"fails torchvision's CIFAR-10 checksum .* set data.images.download=true$") as err:
         build_image_dataset("cifar10", cifar_root, 32, 3)
     assert "\n" not in str(err.value)
 
@@ -146,12 +147,13 @@ def test_unknown_name_no_root_and_bad_channels_are_config_errors(cifar_root):
         build_image_dataset("cifar10", None, 32, 3)
     with pytest.raises(ConfigError, match="model.in_chans"):
         build_image_dataset("cifar10", cifar_root, 32, 2)
-    with pytest.raises(ConfigError, match="data.train_transform"):
+    with pytest.raises(ConfigError, match="data.images.train_transform"):
         make_train_transform("fancy", 32, 3)
 
 
 def test_svhn_and_flowers_missing_files(tmp_path):
-    with pytest.raises(ConfigError, match=r"train_32x32.mat not found; download SVHN into .* data.download=true$"):
+    with pytest.raises(ConfigError,
+                       match=r"train_32x32.mat not found; download SVHN into .* data.images.download=true$"):
         build_image_dataset("svhn", tmp_path, 32, 3)
     (tmp_path / "flowers-102" / "jpg").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"flowers-102/imagelabels.mat not found; download Flowers-102"):
@@ -192,7 +194,7 @@ def test_flowers102_trainval_trains_on_train_plus_val_and_holds_out_selection(tm
     _flowers(tmp_path)
     ds = build_image_dataset("flowers102_trainval", tmp_path, 32, 3, val_fraction=1 / 3, split_seed=0)
     assert (len(ds["train"]), len(ds["val"]), len(ds["test"])) == (6, 3, 3)
-    assert NUM_CLASSES["flowers102_trainval"] == 102 == image_num_classes("flowers102_trainval", None)
+    assert TORCHVISION_CLASSES["flowers102_trainval"] == 102 == image_num_classes("flowers102_trainval", None)
     assert ds["train"].base is ds["val"].base and len(ds["train"].base) == 9  # the joined 6 + 3
     assert sorted(ds["train"].indices + ds["val"].indices) == list(range(9))  # disjoint, cover train + val
     assert ds["train"].base[8][1] == 2  # joined position 8 = torchvision val image 9 (class 3, 0-based 2)
@@ -222,7 +224,7 @@ def test_image_folder_splits_grey_and_classes(folder_root, in_chans):
 def test_image_folder_without_test_and_layout_errors(folder_root):
     shutil.rmtree(folder_root / "test")
     assert set(build_image_dataset("domainnet_sketch", folder_root, 32, 3)) == {"train", "val"}
-    with pytest.raises(ConfigError, match="data.download: domainnet_sketch is an ImageFolder tree"):
+    with pytest.raises(ConfigError, match="data.images.download: domainnet_sketch is an ImageFolder tree"):
         build_image_dataset("domainnet_sketch", folder_root, 32, 3, download=True)
     shutil.rmtree(folder_root / "val" / "cat")
     with pytest.raises(ConfigError, match="must hold the same class folders; cat in only one"):

@@ -29,7 +29,7 @@ from deepfake_ssat.commands.sweep_lambda import main as sweep_main
 
 ENCODERS = ["vit_test", "swin_test", "cvt_test", "resnet50"]
 AUX = ["mae", "simclr", "dino"]
-SMALL = ["model.img_size=32", "data.subset_size=64", "data.batch_size=8", "train.epochs=1"]
+SMALL = ["model.img_size=32", "data.images.subset_size=64", "data.loader.batch_size=8", "train.epochs=1"]
 
 
 def _cfg(tiny_cfg, name, aux, *opts):
@@ -119,10 +119,12 @@ def test_dino_teacher_moves_by_ema_of_the_student_only(tiny_cfg, tmp_path):
     assert moved > 0
 
 
-@pytest.mark.parametrize("opts", [("ssat.aux=dino",), ("ssat.aux=simclr",), ("data.mixup=0.8", "data.cutmix=1.0")],
+@pytest.mark.parametrize("opts", [("ssat.aux=dino",), ("ssat.aux=simclr",),
+                                  ("data.images.mixup=0.8", "data.images.cutmix=1.0")],
                          ids=["dino", "simclr", "mixup"])
 def test_resume_is_bit_exact_with_views_teacher_and_mixup(tiny_cfg, tmp_path, opts):
-    cfg = tiny_cfg("model.img_size=32", "data.subset_size=64", "data.batch_size=8", "train.epochs=2", *opts)
+    cfg = tiny_cfg("model.img_size=32", "data.images.subset_size=64", "data.loader.batch_size=8", "train.epochs=2",
+                   *opts)
     fit(cfg, tmp_path / "whole")
     assert fit(cfg, tmp_path / "split", max_steps=5) == {"stopped_at_step": 5}
     fit(cfg, tmp_path / "split", resume=tmp_path / "split" / "last.pt")
@@ -165,10 +167,11 @@ def test_multiview_and_mixup_config_errors(tiny_cfg, tmp_path):
     with pytest.raises(ConfigError, match="ssat.lam: 0 .* needs 0 < lam < 1"):
         build_model(_cfg(tiny_cfg, "vit_test", "dino", "ssat.lam=0.0"), num_classes=10)
     assert isinstance(build_model(_cfg(tiny_cfg, "vit_test", "dino", "ssat.lam=1.0"), num_classes=10), SSAT)
-    with pytest.raises(ConfigError, match="data.mixup: .* two views"):
-        fit(_cfg(tiny_cfg, "vit_test", "simclr", "data.mixup=0.8"), tmp_path / "a", max_steps=1)
-    with pytest.raises(ConfigError, match="data.batch_size: .* odd"):
-        fit(_cfg(tiny_cfg, "vit_test", "mae", "data.cutmix=1.0", "data.batch_size=7"), tmp_path / "b", max_steps=1)
+    with pytest.raises(ConfigError, match="data.images.mixup: .* two views"):
+        fit(_cfg(tiny_cfg, "vit_test", "simclr", "data.images.mixup=0.8"), tmp_path / "a", max_steps=1)
+    with pytest.raises(ConfigError, match="data.loader.batch_size: .* odd"):
+        fit(_cfg(tiny_cfg, "vit_test", "mae", "data.images.cutmix=1.0", "data.loader.batch_size=7"), tmp_path / "b",
+            max_steps=1)
 
 
 def test_digits_subsets_are_reproducible_and_stratified(tiny_cfg):
@@ -176,15 +179,16 @@ def test_digits_subsets_are_reproducible_and_stratified(tiny_cfg):
         return build_datasets(tiny_cfg(*opts).data, 32, 1)["train"]
 
     full = train_of()
-    a, b = train_of("data.subset_size=100"), train_of("data.subset_size=100")
-    other = train_of("data.subset_size=100", "data.split_seed=1")
+    a, b = train_of("data.images.subset_size=100"), train_of("data.images.subset_size=100")
+    other = train_of("data.images.subset_size=100", "data.split_seed=1")
     assert len(a) == 100 and torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert not torch.equal(a.images, other.images)
     counts = torch.bincount(a.labels, minlength=10)
     assert counts.min() >= 9 and counts.max() <= 11  # ~10 per class, as in the full split
-    assert len(train_of("data.subset_fraction=0.5")) == round(0.5 * len(full))
-    with pytest.raises(ConfigError, match="data.subset_size: set data.subset_fraction or data.subset_size"):
-        train_of("data.subset_size=10", "data.subset_fraction=0.5")
+    assert len(train_of("data.images.subset_fraction=0.5")) == round(0.5 * len(full))
+    with pytest.raises(ConfigError,
+                       match="data.images.subset_size: set data.images.subset_fraction or data.images.subset_size"):
+        train_of("data.images.subset_size=10", "data.images.subset_fraction=0.5")
 
 
 @pytest.fixture
@@ -204,8 +208,9 @@ def folder_root(tmp_path: Path) -> Path:
 
 def test_image_folder_training_with_mixup_and_perturbed_test(folder_root, tmp_path):
     cfg = load_config("chaoyang_vit_tiny_ssat", [
-        f"data.root={folder_root}", "model.name=vit_test", "model.img_size=32", "data.batch_size=4",
-        "data.num_workers=0", "data.mixup=0.8", "data.cutmix=1.0", "data.eval_perturbed=true", "train.epochs=2",
+        f"data.root={folder_root}", "model.name=vit_test", "model.img_size=32", "data.loader.batch_size=4",
+        "data.loader.num_workers=0", "data.images.mixup=0.8", "data.images.cutmix=1.0",
+        "data.images.eval_perturbed=true", "train.epochs=2",
         "train.warmup_epochs=1", "train.device=cpu", "train.log_every_steps=1"])
     summary = fit(cfg, tmp_path / "run")
     assert summary["steps"] == 2 * (24 // 4)
@@ -252,8 +257,8 @@ def test_shipped_image_configs_load_and_pair_up():
         resnet = load_config(configs / f"image/{ds}/{ds}_resnet50_scratch.yaml")
         assert resnet.ssat.lam == 1.0 and resnet.model.drop_path_rate is None
         models[resnet.model.name] = resnet.model
-    assert load_config("cifar100_vit_tiny_ssat").data.eval_perturbed
-    assert load_config("imagenet_subset_vit_tiny_ssat").data.subset_fraction == 0.1
+    assert load_config("cifar100_vit_tiny_ssat").data.images.eval_perturbed
+    assert load_config("imagenet_subset_vit_tiny_ssat").data.images.subset_fraction == 0.1
     for ssl in (50, 100):
         pre = load_config(configs / f"paper/ssl_ft/cifar10_vit_tiny_ssl{ssl}.yaml")
         assert pre.ssat.lam == 0.0 and pre.train.epochs == ssl and pre.decoder is not None
@@ -264,7 +269,7 @@ def test_shipped_image_configs_load_and_pair_up():
     for aux in AUX:
         assert load_config(configs / f"paper/aux/cifar100_vit_tiny_{aux}.yaml").ssat.aux == aux
     assert load_config(configs / "paper/fig4/cifar100_vit_tiny_ssat_300ep.yaml").train.epochs == 300
-    assert load_config(configs / "paper/fig5/imagenet_vit_tiny_scratch_25pct.yaml").data.subset_fraction == 0.25
+    assert load_config(configs / "paper/fig5/imagenet_vit_tiny_scratch_25pct.yaml").data.images.subset_fraction == 0.25
     for path in configs.rglob("*.yaml"):  # every shipped config parses (bases are partial)
         if not any(part.startswith("_") for part in path.relative_to(configs).parts):
             load_config(path)
@@ -277,7 +282,7 @@ def test_shipped_image_configs_load_and_pair_up():
 
 def test_lambda_sweep_tool_runs_two_points(tiny_config_file, tmp_path, capsys):
     rc = sweep_main(["--config", str(tiny_config_file), "--lams", "0.5,1.0", "--out", str(tmp_path / "sweep"),
-                     "--opts", "train.epochs=1", "data.subset_size=128", "model.name=vit_test"])
+                     "--opts", "train.epochs=1", "data.images.subset_size=128", "model.name=vit_test"])
     out = capsys.readouterr().out
     assert rc == 0, out
     result = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
@@ -288,15 +293,15 @@ def test_lambda_sweep_tool_runs_two_points(tiny_config_file, tmp_path, capsys):
     assert "| 0.5 |" in out
     # a second call reuses the finished runs
     assert sweep_main(["--config", str(tiny_config_file), "--lams", "0.5", "--out", str(tmp_path / "sweep"),
-                       "--opts", "train.epochs=1", "data.subset_size=128", "model.name=vit_test", "--json"]) == 0
+                       "--opts", "train.epochs=1", "data.images.subset_size=128", "model.name=vit_test", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["runs"][0]["reused"] is True
 
 
 def test_cost_report_has_every_factor(tiny_cfg, tmp_path, capsys):
-    fit(tiny_cfg("train.epochs=1", "data.subset_size=128", "ssat.lam=0.0"), tmp_path / "ssl")
-    fit(tiny_cfg("train.epochs=1", "data.subset_size=128", "ssat.lam=1.0", "decoder=null",
+    fit(tiny_cfg("train.epochs=1", "data.images.subset_size=128", "ssat.lam=0.0"), tmp_path / "ssl")
+    fit(tiny_cfg("train.epochs=1", "data.images.subset_size=128", "ssat.lam=1.0", "decoder=null",
                  f"train.init_from={tmp_path / 'ssl' / 'last.pt'}"), tmp_path / "ft")
-    fit(tiny_cfg("train.epochs=1", "data.subset_size=128"), tmp_path / "ssat")
+    fit(tiny_cfg("train.epochs=1", "data.images.subset_size=128"), tmp_path / "ssat")
     factors = CarbonFactors(device_power_w=300.0, pue=1.5, grid_kg_per_kwh=0.4)
     report = cost_report([f"{tmp_path / 'ssl'}+{tmp_path / 'ft'}", str(tmp_path / "ssat")], factors)
     assert report["factors"] == {"device_power_w": 300.0, "pue": 1.5, "grid_kg_per_kwh": 0.4}
@@ -339,7 +344,7 @@ def test_cost_matches_the_paper_for_vit_tiny():
 
 def test_digits_study_tool_writes_mean_and_std(tmp_path, capsys):
     rc = study_main(["--epochs", "1", "--seeds", "0,1", "--out", str(tmp_path / "study"),
-                     "--opts", "data.subset_size=96", "train.warmup_epochs=0",
+                     "--opts", "data.images.subset_size=96", "train.warmup_epochs=0",
                      "--variant", "lam0.5", "ssat.lam=0.5"])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -372,8 +377,8 @@ def test_torchrun_ddp_trains_dino(tiny_config_file, tmp_path):
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "tools" / "train.py"), "--config", str(tiny_config_file), "--out", str(tmp_path / "ddp"),
-           "--opts", "ssat.aux=dino", "model.name=swin_test", "model.img_size=32", "data.subset_size=64",
-           "data.batch_size=8", "train.epochs=2"]
+           "--opts", "ssat.aux=dino", "model.name=swin_test", "model.img_size=32", "data.images.subset_size=64",
+           "data.loader.batch_size=8", "train.epochs=2"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -51,7 +51,7 @@ def test_dfdc_folds_are_parts_and_items_are_clips(face_data):
     named = _dfdc(face_data, val_parts=["2"], test_parts=["dfdc_train_part_0"])
     assert {v.part for v in named["val"].videos} == {"dfdc_train_part_2"}
     assert {v.part for v in named["test"].videos} == {"dfdc_train_part_0"}
-    with pytest.raises(DatasetError, match="data.val_parts: 7: no extracted videos from part dfdc_train_part_7"):
+    with pytest.raises(DatasetError, match="data.faces.val_parts: 7: no extracted videos from part dfdc_train_part_7"):
         _dfdc(face_data, val_parts=["7"])
 
 
@@ -230,11 +230,11 @@ def test_ffpp_official_split_and_method_selection(face_data):
     assert "ffpp/Deepfakes/c23/007_006" in test_keys and "ffpp/Face2Face/c23/007_006" in test_keys
     only = _ffpp(face_data, methods=["NeuralTextures"])
     assert {v.method for v in only["train"].videos} == {"original", "NeuralTextures"}
-    with pytest.raises(DatasetError, match="data.exclude_methods: FaceShifter: no extracted FF\\+\\+ videos"):
+    with pytest.raises(DatasetError, match="data.faces.exclude_methods: FaceShifter: no extracted FF\\+\\+ videos"):
         _ffpp(face_data, exclude_methods=["FaceShifter"])
     with pytest.raises(DatasetError, match="split 'train' is empty"):
         _ffpp(face_data, compression="c40")
-    with pytest.raises(DatasetError, match="data.splits_dir: .*train.json not found"):
+    with pytest.raises(DatasetError, match="data.faces.splits_dir: .*train.json not found"):
         build_face_clips("ffpp", face_data.ffpp, 32, 8, splits_dir=face_data.root / "nowhere")
 
 
@@ -283,7 +283,7 @@ def test_extraction_that_does_not_match_the_config(tmp_path, face_data):
     with pytest.raises(DatasetError, match="crops are 48 px but model.img_size is 64; re-extract with --size 64"):
         build_face_clips("dfdc", face_data.dfdc, 64, 8)
     with pytest.raises(DatasetError, match="stored 8 frames per video but a clip of model.num_frames=8 with "
-                                           "data.frame_step=2 needs 15"):
+                                           "data.faces.frame_step=2 needs 15"):
         build_face_clips("dfdc", face_data.dfdc, 32, 8, frame_step=2)
     empty = tmp_path / "empty"
     empty.mkdir()

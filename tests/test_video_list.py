@@ -178,7 +178,8 @@ def test_conflicting_explicit_splits_in_a_group_and_empty_split(data, tmp_path, 
 
 
 def test_tiny_list_config_trains_and_tests_by_video(data, tmp_path, capsys):
-    fast = ["train.epochs=1", "data.batch_size=2", "train.blr=1.0e-2", "train.warmup_epochs=0", "data.augment=false"]
+    fast = ["train.epochs=1", "data.loader.batch_size=2", "train.blr=1.0e-2", "train.warmup_epochs=0",
+            "data.augment=false"]
     assert train_main(["--config", "video/tiny/list_videomae_095", "--out", str(tmp_path / "run"),
                        "--opts", f"data.root={data.out}", *fast]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -189,7 +190,7 @@ def test_tiny_list_config_trains_and_tests_by_video(data, tmp_path, capsys):
 
 
 def test_data_video_list_trains_on_the_csv_as_it_is_now(data, tmp_path, capsys):
-    """data.video_list: a video dropped from the CSV is dropped from training, a label edited in the CSV counts
+    """data.faces.video_list: a video dropped from the CSV is dropped from training, a label edited in the CSV counts
     without rerunning the extraction, a listed video without extraction is reported."""
     edited = LIST.replace("solo_fake.mp4,FAKE,,\n", "").replace("alice/fake.mp4,FAKE,alice,",
                                                                  "alice/fake.mp4,REAL,alice,")
@@ -202,18 +203,18 @@ def test_data_video_list_trains_on_the_csv_as_it_is_now(data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 listed videos have no usable extraction" in out and "gone.mp4" in out
     csv.write_text("path,label\nalice/real.mp4,MAYBE\n")
-    with pytest.raises(DatasetError, match=r"^data.video_list: .*now.csv: line 2: unknown label 'MAYBE'"):
+    with pytest.raises(DatasetError, match=r"^data.faces.video_list: .*now.csv: line 2: unknown label 'MAYBE'"):
         build_face_clips("list", data.out, 32, 8, video_list=csv)
 
 
 def test_evaluate_list_split_scores_the_split_training_drew(data, tmp_path, capsys):
     """tools/evaluate.py --dataset list --split test scores exactly the test videos the training run held out (its
-    own split settings and data.video_list, read from the checkpoint's config)."""
+    own split settings and data.faces.video_list, read from the checkpoint's config)."""
     from deepfake_ssat.commands.evaluate import main as evaluate_main
 
     (data.src / "eval.csv").write_text(LIST)
-    fast = ["train.epochs=1", "data.batch_size=2", "train.warmup_epochs=0", "data.augment=false",
-            "data.split_seed=3", "data.test_fraction=0.3", f"data.video_list={data.src / 'eval.csv'}"]
+    fast = ["train.epochs=1", "data.loader.batch_size=2", "train.warmup_epochs=0", "data.augment=false",
+            "data.split_seed=3", "data.test_fraction=0.3", f"data.faces.video_list={data.src / 'eval.csv'}"]
     assert train_main(["--config", "video/tiny/list_videomae_095", "--out", str(tmp_path / "run"),
                        "--opts", f"data.root={data.out}", *fast]) == 0
     held_out = {v["key"] for v in json.loads((tmp_path / "run" / "data_manifest.json").read_text())["splits"]["test"]}

@@ -14,7 +14,7 @@ from conftest import ROOT, requires_cxx, run_env
 from deepfake_ssat.config import load_config
 from deepfake_ssat.engine import fit, load_checkpoint, load_inference_model
 
-FAST = ["train.epochs=4", "data.batch_size=2", "train.blr=1.0e-2", "train.warmup_epochs=0", "data.augment=false"]
+FAST = ["train.epochs=4", "data.loader.batch_size=2", "train.blr=1.0e-2", "train.warmup_epochs=0", "data.augment=false"]
 
 
 def _cfg(name: str, face_data, *opts: str):
@@ -94,17 +94,17 @@ def _torchrun(args: list[str], timeout: int = 300) -> subprocess.CompletedProces
 def test_torchrun_ddp_matches_one_process_and_resumes(face_data, tmp_path):
     """2 gloo processes x batch 2 == 1 process x batch 4 (scratch: no random masks, no dropout);
     a DDP run stopped after 2 updates and resumed under DDP ends where the uninterrupted one does."""
-    name, common = "dfdc_videomae_scratch", [*FAST, "train.epochs=4", "data.augment=true", "data.balanced=true",
+    name, common = "dfdc_videomae_scratch", [*FAST, "train.epochs=4", "data.augment=true", "data.loader.balanced=true",
                                              "ssat.label_smoothing=0.0"]
     single = load_config(f"video/tiny/{name}", [f"data.root={face_data.dfdc}", *common,
-                                                                    "data.batch_size=4"])
+                                                                    "data.loader.batch_size=4"])
     torch.set_num_threads(1)
     try:
         fit(single, tmp_path / "one")
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
     config = str(ROOT / "configs/video/tiny" / f"{name}.yaml")
-    opts = ["--opts", f"data.root={face_data.dfdc}", *common, "data.batch_size=2"]
+    opts = ["--opts", f"data.root={face_data.dfdc}", *common, "data.loader.batch_size=2"]
     cut = _torchrun(["--config", config, "--out", str(tmp_path / "ddp"), "--max-steps", "2", *opts])
     assert cut.returncode == 0, cut.stderr[-2000:]
     resumed = _torchrun(["--resume", str(tmp_path / "ddp" / "last.pt")])
@@ -136,7 +136,7 @@ def test_torchrun_with_one_process_runs_the_ddp_path(face_data, tmp_path):
 
 
 def test_uint8_transfer_trains_exactly_as_float(face_data, tmp_path):
-    """data.transfer=uint8 (the CUDA default): clips leave the loader as uint8 and are normalised on the device;
+    """data.loader.transfer=uint8 (the CUDA default): clips leave the loader as uint8 and are normalised on the device;
     the weights come out bit-identical to normalising in the loader, and with 2 loader worker processes (augmented
     clips drawn there, init_worker) bit-identical again."""
     from deepfake_ssat.data import build_face_clips
@@ -148,9 +148,10 @@ def test_uint8_transfer_trains_exactly_as_float(face_data, tmp_path):
     assert x8.dtype == torch.uint8 and x8.permute(3, 0, 1, 2).shape == x.shape  # channels last: [T, S, S, 3]
     assert torch.equal(normalize_clips(x8[None])[0], x) and normalize_clips(x8[None]).is_contiguous()
     opts = ["train.epochs=1", "data.augment=true"]
-    fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=float"), tmp_path / "float")
-    fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=uint8"), tmp_path / "uint8")
-    fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.transfer=uint8", "data.num_workers=2"), tmp_path / "workers")
+    fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.loader.transfer=float"), tmp_path / "float")
+    fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.loader.transfer=uint8"), tmp_path / "uint8")
+    fit(_cfg("dfdc_videomae_095", face_data, *opts, "data.loader.transfer=uint8", "data.loader.num_workers=2"),
+        tmp_path / "workers")
     a = load_checkpoint(tmp_path / "float" / "last.pt")["model"]
     for run in ("uint8", "workers"):
         b = load_checkpoint(tmp_path / run / "last.pt")["model"]
@@ -195,7 +196,7 @@ def test_compiled_ddp_step_wraps_ddp_and_trains_as_eager(face_data, tmp_path, mo
     from torch._dynamo.utils import counters
     from torch.nn.parallel import DistributedDataParallel
 
-    opts = ["train.epochs=1", "train.save_every_steps=0", "train.accum_steps=2", "data.batch_size=1"]
+    opts = ["train.epochs=1", "train.save_every_steps=0", "train.accum_steps=2", "data.loader.batch_size=1"]
     fit(_cfg("dfdc_videomae_scratch", face_data, *opts), tmp_path / "eager", max_steps=2)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

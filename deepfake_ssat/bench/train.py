@@ -32,20 +32,20 @@ def benchmark_config(config: str, root: Path, device: str, steps: int, warmup: i
     for ``warmup + steps`` updates, no validation inside the timed updates and no periodic checkpoints."""
     cfg = load_config(find_config(config), [f"data.root={root}", f"train.device={device}", "train.epochs=1",
                                             "train.save_every_steps=0", "train.warmup_epochs=0", *opts])
-    data = cfg.data
+    loader = cfg.data.loader
     if batch is not None:
-        data = dataclasses.replace(data, batch_size=batch)
+        loader = dataclasses.replace(loader, batch_size=batch)
     if num_workers is not None:
-        data = dataclasses.replace(data, num_workers=num_workers)
-    return dataclasses.replace(cfg, data=data)
+        loader = dataclasses.replace(loader, num_workers=num_workers)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, loader=loader))
 
 
 def _synthetic_store(root: Path, cfg: Config, updates: int) -> int:
     """Enough synthetic videos for more than ``updates`` training batches, so that validation never runs inside
     the timed updates (DFDC-style, 3 parts: val and test take one part each, so 3x as many); returns the number
     of videos."""
-    span = clip_span(cfg.model.num_frames, cfg.data.frame_step)
-    per_epoch = (updates + 2) * cfg.data.batch_size * cfg.train.accum_steps
+    span = clip_span(cfg.model.num_frames, cfg.data.faces.frame_step)
+    per_epoch = (updates + 2) * cfg.data.loader.batch_size * cfg.train.accum_steps
     videos = 3 * per_epoch + 6
     write_synthetic_extraction(root, videos, max(span, 16), cfg.model.img_size)
     return videos
@@ -124,13 +124,13 @@ def run_train_benchmark(config: str = DEFAULT_CONFIG, device: str = "cpu", steps
         finally:
             if run.writer is not None:
                 run.writer.close()
-    clips = steps * cfg.data.batch_size * cfg.train.accum_steps
+    clips = steps * cfg.data.loader.batch_size * cfg.train.accum_steps
     e2e_rate, step_rate = clips / e2e, clips / isolated
     return {
         **run_header("train", command, str(run.device)),
         "config": config, "model": cfg.model.name,
         "clip": [cfg.model.num_frames, cfg.model.img_size, cfg.model.img_size],
-        "batch": cfg.data.batch_size, "num_workers": cfg.data.num_workers, "amp": str(run.amp_dtype),
+        "batch": cfg.data.loader.batch_size, "num_workers": cfg.data.loader.num_workers, "amp": str(run.amp_dtype),
         "compile": cfg.train.compile,
         "steps": steps, "warmup": warmup, "videos": videos,
         "e2e_seconds": round(e2e, 4), "isolated_seconds": round(isolated, 4),

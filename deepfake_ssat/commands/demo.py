@@ -79,7 +79,7 @@ def run_video_demo(out: str | Path, quick: bool = False) -> dict:
 
     print("[demo] 3/6 training a tiny VideoMAE (0.95) + SSAT on the DFDC part", flush=True)
     # tiny model, tiny data: no augmentation (at 32 px the clip augmentation hides what it must learn)
-    recipe = ["train.blr=5.0e-2", f"data.batch_size={2 if quick else 8}", "data.augment=false",
+    recipe = ["train.blr=5.0e-2", f"data.loader.batch_size={2 if quick else 8}", "data.augment=false",
               "train.warmup_epochs=1"]
     cfg = load_config("video/tiny/dfdc_videomae_095.yaml",
                       [f"data.root={crops['dfdc']}", f"train.epochs={2 if quick else 60}", *recipe])

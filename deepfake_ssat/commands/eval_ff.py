@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_malloc()
     name = args.name or ("Scratch" if args.scratch else run_name(args.checkpoint))
-    opts = list(args.opts) + ([f"data.compression={args.compression}"] if args.compression else [])
+    opts = list(args.opts) + ([f"data.faces.compression={args.compression}"] if args.compression else [])
     done: list[dict] = []  # results records of the finished protocols / folds
 
     def keep(records: list[dict]) -> None:

@@ -1,22 +1,21 @@
 """Datasets by name. Each builder returns {"train", "val"[, "test"]} datasets whose items start with
-(input, label); face-clip items add the video key. ``data.eval_perturbed`` adds "test_perturbed"
-(the test split under a fixed random perspective warp, paper Table 2)."""
+(input, label); face-clip items add the video key. ``data.images.eval_perturbed`` adds "test_perturbed"
+(the test split under a fixed random perspective warp, paper Table 2). Every split meets the
+:class:`~.contract.TrainingData` contract the trainer relies on."""
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
 from ..config import ConfigError, DataConfig
 from ..io import paused_gc
-from .digits import NUM_CLASSES as DIGITS_CLASSES
-from .digits import TensorImages, build_digits
+from .contract import TrainingData
+from .digits import DIGITS_CLASSES, TensorImages, build_digits
 from .faceclips import DatasetError, FaceClipDataset, manifest_sha256, scan_extraction
-from .images import (IMAGE_FOLDERS, TORCHVISION, ImageSubset, MultiView, PerspectivePerturbed, build_image_dataset,
-                     image_num_classes, stratified_sample, subset_count, two_views)
-from .images import NUM_CLASSES as TORCHVISION_CLASSES
+from .images import (IMAGE_FOLDERS, TORCHVISION, TORCHVISION_CLASSES, ImageSubset, MultiView, PerspectivePerturbed,
+                     build_image_dataset, image_num_classes, stratified_sample, subset_count, two_views)
 from .sampling import EpochSampler, SeededItems, derive_seed
 from .splits import SPLITS, listed_videos, split_celebdf, split_dfdc, split_ffpp, split_list
 
@@ -36,25 +35,26 @@ def num_classes(name: str, root: str | Path | None = None) -> int:
 
 
 def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: int | None = None,
-                   views: int = 1, uint8: bool = False) -> dict[str, Dataset]:
+                   views: int = 1, uint8: bool = False) -> dict[str, TrainingData]:
     """Datasets for ``cfg.name`` at the encoder's input size, channel count and (video) clip length.
 
     ``views = 2``: training items are ``([view1, view2], label)``, two independent augmentations
     of one image (the SimCLR / DINO auxiliary tasks; image datasets and digits only). ``uint8``: face clips
     stay uint8 ``[T, H, W, 3]``, to be normalised on the device (:func:`.transforms.normalize_clips`); images ignore it.
     """
-    if cfg.name in IMAGE_DATASETS:  # before the root check: data.download may create the root
+    images, faces = cfg.images, cfg.faces
+    if cfg.name in IMAGE_DATASETS:  # before the root check: data.images.download may create the root
         if num_frames is not None:
             raise ConfigError(f"model.name: {cfg.name} holds still images; use an image encoder, not a video one")
         datasets = build_image_dataset(
             cfg.name, cfg.root, img_size, in_chans,
-            train_transform=cfg.train_transform if cfg.augment else None, val_fraction=cfg.val_fraction,
-            split_seed=cfg.split_seed, subset_fraction=cfg.subset_fraction, subset_size=cfg.subset_size,
-            download=cfg.download)
+            train_transform=images.train_transform if cfg.augment else None, val_fraction=cfg.val_fraction,
+            split_seed=cfg.split_seed, subset_fraction=images.subset_fraction, subset_size=images.subset_size,
+            download=images.download)
         return _finish(cfg, datasets, views)
     num_classes(cfg.name)
-    if cfg.download:
-        raise ConfigError(f"data.download: {cfg.name} cannot be downloaded; set data.download=false")
+    if images.download:
+        raise ConfigError(f"data.images.download: {cfg.name} cannot be downloaded; set data.images.download=false")
     if cfg.root is not None and not Path(cfg.root).exists():
         raise ConfigError(f"data.root: {cfg.root} does not exist; point data.root at the dataset")
     if cfg.name == "digits":
@@ -64,10 +64,10 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: in
         datasets["train"] = _subset_tensor_images(datasets["train"], cfg)
         return _finish(cfg, datasets, views)
     for key in ("subset_fraction", "subset_size"):
-        if getattr(cfg, key) is not None:
-            raise ConfigError(f"data.{key}: subsets are for image datasets; {cfg.name} splits by video")
-    if cfg.eval_perturbed:
-        raise ConfigError(f"data.eval_perturbed: the perspective test is for image datasets, not {cfg.name}")
+        if getattr(images, key) is not None:
+            raise ConfigError(f"data.images.{key}: subsets are for image datasets; {cfg.name} splits by video")
+    if images.eval_perturbed:
+        raise ConfigError(f"data.images.eval_perturbed: the perspective test is for image datasets, not {cfg.name}")
     if views != 1:
         raise ConfigError(f"ssat.aux: the multi-view auxiliary tasks (simclr, dino) train on images; {cfg.name} "
                           f"holds face clips: use ssat.aux=mae")
@@ -76,13 +76,13 @@ def build_datasets(cfg: DataConfig, img_size: int, in_chans: int, num_frames: in
     if num_frames is None or in_chans != 3:
         raise ConfigError(f"data.name: {cfg.name} holds RGB face clips; use a video model with in_chans 3")
     return build_face_clips(
-        cfg.name, Path(cfg.root), img_size, num_frames, frame_step=cfg.frame_step, augment=cfg.augment,
-        eval_clips=cfg.eval_clips, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-        split_seed=cfg.split_seed, val_parts=cfg.val_parts, test_parts=cfg.test_parts,
-        compression=cfg.compression, methods=cfg.methods, exclude_methods=cfg.exclude_methods,
-        splits_dir=Path(cfg.splits_dir) if cfg.splits_dir else None,
-        test_list=Path(cfg.test_list) if cfg.test_list else None,
-        video_list=Path(cfg.video_list) if cfg.video_list else None, uint8=uint8)
+        cfg.name, Path(cfg.root), img_size, num_frames, frame_step=faces.frame_step, augment=cfg.augment,
+        eval_clips=faces.eval_clips, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+        split_seed=cfg.split_seed, val_parts=faces.val_parts, test_parts=faces.test_parts,
+        compression=faces.compression, methods=faces.methods, exclude_methods=faces.exclude_methods,
+        splits_dir=Path(faces.splits_dir) if faces.splits_dir else None,
+        test_list=Path(faces.test_list) if faces.test_list else None,
+        video_list=Path(faces.video_list) if faces.video_list else None, uint8=uint8)
 
 
 @paused_gc()
@@ -98,7 +98,8 @@ def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, f
     scanned (:mod:`.faceclips`), split by the dataset's protocol (:mod:`.splits`), ``only`` the splits
     named (e.g. ``("test",)`` for evaluation)."""
     if frame_step < 1 or eval_clips < 1:
-        raise DatasetError(f"data.frame_step and data.eval_clips must be >= 1, got {frame_step}, {eval_clips}")
+        raise DatasetError(f"data.faces.frame_step and data.faces.eval_clips must be >= 1, got {frame_step}, "
+                           f"{eval_clips}")
     videos, counts = scan_extraction(root, num_frames, frame_step, img_size)
     if name == "dfdc":
         splits = split_dfdc(videos, val_parts, test_parts, val_fraction, test_fraction, split_seed)
@@ -108,8 +109,8 @@ def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, f
         splits = split_ffpp(videos, Path(splits_dir), compression, methods, exclude_methods or [])
     elif name == "celebdf":
         if test_list is None:
-            raise DatasetError("data.test_list: Celeb-DF needs the official List_of_testing_videos.txt; set "
-                               "data.test_list")
+            raise DatasetError("data.faces.test_list: Celeb-DF needs the official List_of_testing_videos.txt; set "
+                               "data.faces.test_list")
         splits = split_celebdf(videos, Path(test_list), val_fraction, split_seed)
     elif name == "list":
         if video_list is not None:
@@ -134,15 +135,15 @@ def build_face_clips(name: str, root: Path, img_size: int, num_frames: int, *, f
 
 
 def _subset_tensor_images(train: TensorImages, cfg: DataConfig) -> TensorImages:
-    """The fixed-seed class-stratified training subset of ``data.subset_fraction`` / ``subset_size``."""
-    count = subset_count(len(train), cfg.subset_fraction, cfg.subset_size)
+    """The fixed-seed class-stratified training subset of ``data.images.subset_fraction`` / ``subset_size``."""
+    count = subset_count(len(train), cfg.images.subset_fraction, cfg.images.subset_size)
     if count is None:
         return train
     keep = torch.tensor(stratified_sample(train.labels.tolist(), count, derive_seed(cfg.split_seed, 1)))
     return TensorImages(train.images[keep], train.labels[keep], train.transform)
 
 
-def _finish(cfg: DataConfig, datasets: dict[str, Dataset], views: int) -> dict[str, Dataset]:
+def _finish(cfg: DataConfig, datasets: dict[str, TrainingData], views: int) -> dict[str, TrainingData]:
     """Multi-view training items and the perturbed test split, as the config asks."""
     if views == 2:
         train = datasets["train"]
@@ -155,13 +156,15 @@ def _finish(cfg: DataConfig, datasets: dict[str, Dataset], views: int) -> dict[s
             datasets["train"] = train
     elif views != 1:
         raise ConfigError(f"ssat.aux: 1 or 2 views per training image, got {views}")
-    if cfg.eval_perturbed:
+    images = cfg.images
+    if images.eval_perturbed:
         if "test" not in datasets:
-            raise ConfigError(f"data.eval_perturbed: {cfg.name} at {cfg.root} has no test split to perturb "
+            raise ConfigError(f"data.images.eval_perturbed: {cfg.name} at {cfg.root} has no test split to perturb "
                               f"(add root/test/<class>/<image>)")
-        datasets["test_perturbed"] = PerspectivePerturbed(datasets["test"], cfg.perturb_distortion, cfg.perturb_seed)
+        datasets["test_perturbed"] = PerspectivePerturbed(datasets["test"], images.perturb_distortion,
+                                                          images.perturb_seed)
     return datasets
 
 
-__all__ = ["DatasetError", "EpochSampler", "FaceClipDataset", "IMAGE_DATASETS", "SeededItems", "build_datasets",
-           "build_face_clips", "manifest_sha256", "num_classes"]
+__all__ = ["DatasetError", "EpochSampler", "FaceClipDataset", "IMAGE_DATASETS", "SeededItems", "TrainingData",
+           "build_datasets", "build_face_clips", "manifest_sha256", "num_classes"]

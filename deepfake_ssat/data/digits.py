@@ -1,6 +1,8 @@
 """scikit-learn's bundled handwritten digits (1,797 real 8x8 images), upscaled for ViTs."""
 from __future__ import annotations
 
+import hashlib
+
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
@@ -8,17 +10,27 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-NUM_CLASSES = 10
+DIGITS_CLASSES = 10
 
 
 class TensorImages(Dataset):
     """Images [N, C, H, W] (already normalised) + labels [N], with an optional random transform."""
+
+    extraction = None  # not face crops (the TrainingData contract)
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
         self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def describe(self) -> str:
+        return f"{len(self)} images, {len(torch.unique(self.labels))} classes"
+
+    def manifest(self) -> list[dict]:
+        """What the split holds: its size and a hash of its pixels and labels (in-memory data has no files)."""
+        digest = hashlib.sha256(self.images.numpy().tobytes() + self.labels.numpy().tobytes()).hexdigest()
+        return [{"items": len(self), "sha256": digest}]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self.images[index]

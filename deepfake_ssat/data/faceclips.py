@@ -180,7 +180,7 @@ def _check_params(manifest_dir: Path, params: dict, span: int, num_frames: int, 
         what = "frames per clip" if sampling["mode"] == "clips" else "frames per video"
         raise DatasetError(
             f"{where}: extraction stored {stored} {what} but a clip of model.num_frames={num_frames} with "
-            f"data.frame_step={frame_step} needs {span}; re-extract with more frames or lower them")
+            f"data.faces.frame_step={frame_step} needs {span}; re-extract with more frames or lower them")
 
 
 def read_crops(paths: list[Path]) -> np.ndarray:

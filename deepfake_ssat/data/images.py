@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
@@ -29,6 +29,9 @@ from torchvision.transforms import functional as TF
 
 from ..config import ConfigError
 from .sampling import derive_seed
+
+if TYPE_CHECKING:
+    from .digits import TensorImages
 
 DEIT_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"
 TRAIN_TRANSFORMS = ("deit", "simple")
@@ -67,7 +70,7 @@ TORCHVISION = {
 }
 IMAGE_FOLDERS = ("chaoyang", "pmnist", "domainnet_clipart", "domainnet_infograph", "domainnet_sketch", "imagenet",
                  "imagefolder")
-NUM_CLASSES = {name: source.num_classes for name, source in TORCHVISION.items()}
+TORCHVISION_CLASSES = {name: source.num_classes for name, source in TORCHVISION.items()}
 FOLDER_LAYOUT = "root/train/<class>/<image>, root/val/<class>/<image> (and optionally root/test/<class>/<image>)"
 
 
@@ -77,6 +80,8 @@ class ImageSubset(Dataset):
     Images are converted to ``mode`` ("RGB" or "L") before ``transform``. ``labels`` are those of
     the selected items; ``classes`` the class names of ``base``.
     """
+
+    extraction = None  # not face crops (the TrainingData contract)
 
     def __init__(
             self,
@@ -167,11 +172,13 @@ class PerspectivePerturbed(Dataset):
     (its background).
     """
 
-    def __init__(self, base: Dataset, distortion: float = 0.5, seed: int = 0):
+    extraction = None  # not face crops (the TrainingData contract)
+
+    def __init__(self, base: ImageSubset | TensorImages, distortion: float = 0.5, seed: int = 0):
         if not 0.0 <= distortion <= 1.0:
-            raise ConfigError(f"data.perturb_distortion: must be in [0, 1], got {distortion}")
+            raise ConfigError(f"data.images.perturb_distortion: must be in [0, 1], got {distortion}")
         self.base, self.distortion, self.seed = base, distortion, seed
-        self.labels = getattr(base, "labels", None)
+        self.labels = base.labels
         self.pre = self.post = None
         if isinstance(base, ImageSubset):
             steps = list(getattr(base.transform, "transforms", [base.transform]))
@@ -196,11 +203,12 @@ class PerspectivePerturbed(Dataset):
         return (x, *rest)
 
     def describe(self) -> str:
-        what = self.base.describe() if hasattr(self.base, "describe") else f"{len(self)} items"
-        return f"{what}, random perspective {self.distortion:g} (seed {self.seed})"
+        return f"{self.base.describe()}, random perspective {self.distortion:g} (seed {self.seed})"
 
     def manifest(self) -> list[dict]:
-        base = self.base.manifest() if hasattr(self.base, "manifest") else [{"items": len(self)}]
+        # in-memory images (digits) are listed by size only, as before they had a manifest: the run hashes of
+        # earlier digits runs stay valid
+        base = self.base.manifest() if isinstance(self.base, ImageSubset) else [{"items": len(self)}]
         return [{**row, "perspective": self.distortion, "perspective_seed": self.seed} for row in base]
 
 
@@ -238,7 +246,8 @@ def make_train_transform(kind: str, img_size: int, in_chans: int) -> Callable:
         return create_transform(img_size, is_training=True, color_jitter=None, interpolation="bicubic",
                                 mean=mean, std=std)
     if kind != "deit":
-        raise ConfigError(f"data.train_transform: must be one of {', '.join(TRAIN_TRANSFORMS)} or null, got {kind!r}")
+        raise ConfigError(f"data.images.train_transform: must be one of {', '.join(TRAIN_TRANSFORMS)} or null, "
+                          f"got {kind!r}")
     transform = create_transform(img_size, is_training=True, auto_augment=DEIT_AUTO_AUGMENT, re_prob=0.25,
                                  interpolation="bicubic", mean=mean, std=std)
     for step in transform.transforms:
@@ -287,13 +296,15 @@ def stratified_sample(labels: Sequence[int], count: int, seed: int) -> list[int]
 
 def subset_count(n: int, subset_fraction: float | None, subset_size: int | None) -> int | None:
     if subset_fraction is not None and subset_size is not None:
-        raise ConfigError("data.subset_size: set data.subset_fraction or data.subset_size, not both")
+        raise ConfigError("data.images.subset_size: set data.images.subset_fraction or data.images.subset_size, "
+                          "not both")
     if subset_fraction is not None:
         if not 0.0 < subset_fraction <= 1.0:
-            raise ConfigError(f"data.subset_fraction: must be in (0, 1], got {subset_fraction}")
+            raise ConfigError(f"data.images.subset_fraction: must be in (0, 1], got {subset_fraction}")
         return max(1, round(subset_fraction * n))
     if subset_size is not None and not 1 <= subset_size <= n:
-        raise ConfigError(f"data.subset_size: must be in [1, {n}] (the training split's size), got {subset_size}")
+        raise ConfigError(f"data.images.subset_size: must be in [1, {n}] (the training split's size), "
+                          f"got {subset_size}")
     return subset_size
 
 
@@ -332,7 +343,7 @@ def _open_torchvision(name: str, root: Path, download: bool) -> dict[str, Vision
         for path in (folder, *(folder / f for f in source.files)):
             if not path.exists():
                 raise ConfigError(f"data.root: {path} not found; download {source.title} into {root} or set "
-                                  f"data.download=true")
+                                  f"data.images.download=true")
     splits = {}
     for split in source.splits:
         try:
@@ -342,19 +353,20 @@ def _open_torchvision(name: str, root: Path, download: bool) -> dict[str, Vision
         except (RuntimeError, OSError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             if download:
-                raise ConfigError(f"data.download: fetching {source.title} into {root} failed ({reason})") from None
+                raise ConfigError(f"data.images.download: fetching {source.title} into {root} failed "
+                                  f"({reason})") from None
             if isinstance(e, OSError):
                 raise ConfigError(f"data.root: cannot read {source.title} under {folder} ({reason})") from None
             raise ConfigError(f"data.root: {folder} fails torchvision's {source.title} checksum (corrupt or partial "
-                              f"download); delete it and set data.download=true") from None
+                              f"download); delete it and set data.images.download=true") from None
     return splits
 
 
 def _open_folders(name: str, root: Path, download: bool) -> dict[str, VisionDataset]:
     """``root/train``, ``root/val`` and, if present, ``root/test`` as ImageFolders with the same classes."""
     if download:
-        raise ConfigError(f"data.download: {name} is an ImageFolder tree torchvision cannot download; set "
-                          f"data.download=false and lay it out as {FOLDER_LAYOUT}")
+        raise ConfigError(f"data.images.download: {name} is an ImageFolder tree torchvision cannot download; set "
+                          f"data.images.download=false and lay it out as {FOLDER_LAYOUT}")
     splits = {}
     for split in ("train", "val", "test"):
         folder = root / split
@@ -375,8 +387,8 @@ def _open_folders(name: str, root: Path, download: bool) -> dict[str, VisionData
 
 def image_num_classes(name: str, root: str | Path | None) -> int:
     """Class count: fixed for the torchvision datasets, the class folders of ``root/train`` otherwise."""
-    if name in NUM_CLASSES:
-        return NUM_CLASSES[name]
+    if name in TORCHVISION_CLASSES:
+        return TORCHVISION_CLASSES[name]
     if root is None:
         raise ConfigError(f"data.root: {name} needs the ImageFolder tree ({FOLDER_LAYOUT}); set data.root")
     train = Path(root) / "train"

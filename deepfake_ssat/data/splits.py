@@ -34,7 +34,7 @@ def split_dfdc(videos: list[FaceVideo], val_parts: list[str] | None, test_parts:
             for p in wanted or []:
                 name = p if str(p).startswith("dfdc_train_part_") else f"dfdc_train_part_{p}"
                 if name not in parts:
-                    raise DatasetError(f"data.{fold}_parts: {p}: no extracted videos from part {name} "
+                    raise DatasetError(f"data.faces.{fold}_parts: {p}: no extracted videos from part {name} "
                                        f"(have: {', '.join(parts)})")
                 fold_of[name] = fold
         assign = {v.key: fold_of.get(v.part, "train") for v in videos}
@@ -61,10 +61,10 @@ def split_ffpp(videos: list[FaceVideo], splits_dir: Path, compression: str, meth
               if m not in exclude]
     for m in chosen + list(exclude):
         if m not in present:
-            key = "data.methods" if m in chosen else "data.exclude_methods"
+            key = "data.faces.methods" if m in chosen else "data.faces.exclude_methods"
             raise DatasetError(f"{key}: {m}: no extracted FF++ videos of that method (have: {', '.join(present)})")
     if not chosen:
-        raise DatasetError("data.methods: no FF++ manipulation left after data.exclude_methods")
+        raise DatasetError("data.faces.methods: no FF++ manipulation left after data.faces.exclude_methods")
     wanted = {"original", *chosen}
     ids: dict[str, set[str]] = {}
     for split in SPLITS:
@@ -82,8 +82,8 @@ def split_ffpp(videos: list[FaceVideo], splits_dir: Path, compression: str, meth
 
 def _read_pairs(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
-        raise DatasetError(f"data.splits_dir: {path} not found; point data.splits_dir at the folder holding "
-                           f"the official FF++ train.json, val.json and test.json")
+        raise DatasetError(f"data.faces.splits_dir: {path} not found; point data.faces.splits_dir at the folder "
+                           f"holding the official FF++ train.json, val.json and test.json")
     try:
         pairs = json.loads(path.read_text())
         return [(str(a), str(b)) for a, b in pairs]
@@ -97,7 +97,7 @@ def split_celebdf(videos: list[FaceVideo], test_list: Path, val_fraction: float,
     """Test = the official ``List_of_testing_videos.txt`` (``<label> <folder>/<file>``, label **1 = real**
     in that file); train/val = the other videos, val drawn by identity (``id<N>``) with ``seed``."""
     if not test_list.is_file():
-        raise DatasetError(f"data.test_list: {test_list} not found; point it at Celeb-DF's "
+        raise DatasetError(f"data.faces.test_list: {test_list} not found; point it at Celeb-DF's "
                            f"List_of_testing_videos.txt")
     listed: dict[str, int] = {}
     for n, line in enumerate(test_list.read_text().splitlines(), 1):
@@ -161,7 +161,7 @@ def listed_videos(videos: list[FaceVideo], root: Path, video_list: Path) -> list
     try:
         items = {item.rel_dir: item for item in video_list_items(video_list)}
     except InputError as e:
-        raise DatasetError(f"data.video_list: {e}") from None
+        raise DatasetError(f"data.faces.video_list: {e}") from None
     out = []
     for v in videos:
         item = items.pop(v.dir.relative_to(root).as_posix(), None)

@@ -63,7 +63,7 @@ AUX_TASKS = ("mae", "simclr", "dino")
 
 def label_smoothing(cfg: Config) -> float:
     """``ssat.label_smoothing``, or 0 when Mixup / CutMix is on: it then smooths the mixed targets itself."""
-    return 0.0 if cfg.data.mixup > 0 or cfg.data.cutmix > 0 else cfg.ssat.label_smoothing
+    return 0.0 if cfg.data.images.mixup > 0 or cfg.data.images.cutmix > 0 else cfg.ssat.label_smoothing
 
 
 def build_aux(cfg: Config, encoder: nn.Module) -> nn.Module:

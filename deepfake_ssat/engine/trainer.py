@@ -8,7 +8,6 @@ epoch end, ``best.pt`` on validation), resumes exactly, and under ``torchrun`` r
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
 import random
@@ -28,8 +27,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .. import __version__
-from ..config import Config, ConfigError, config_to_dict, dump_config
-from ..data import EpochSampler, SeededItems, build_datasets, manifest_sha256, num_classes
+from ..config import Config, ConfigError, check_config, config_to_dict, dump_config
+from ..data import EpochSampler, SeededItems, TrainingData, build_datasets, manifest_sha256, num_classes
 from ..data.images import mixup_fn
 from ..data.sampling import class_balance_weights, derive_seed
 from ..data.transforms import normalize_clips
@@ -43,9 +42,6 @@ from ..runtime import amp_dtype as choose_amp
 from ..runtime import autocast, resolve_device
 
 VAL_MASK_SEED = 1234  # fixed masks for validation reconstruction loss: comparable across epochs
-SELECT = ("auto", "auc", "acc", "loss")  # train.select
-HOST_SYNC = ("auto", "step", "log")  # train.host_sync
-TRANSFER = ("auto", "uint8", "float")  # data.transfer
 SUM_KEYS = ("loss", "cls", "rec")  # the training loss and its parts, summed over an epoch's micro-steps
 
 
@@ -79,12 +75,10 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tup
 
 def adamw_betas(cfg: Config) -> tuple[float, float]:
     """``train.betas``, or by default (0.9, 0.95) for MAE-style pre-training (lam = 0) and (0.9, 0.999)
-    otherwise (DeiT recipe, VideoMAE fine-tuning)."""
+    otherwise (DeiT recipe, VideoMAE fine-tuning); their range is checked with the config."""
     betas = cfg.train.betas
     if betas is None:
         return (0.9, 0.95) if cfg.ssat.lam == 0 else (0.9, 0.999)
-    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-        raise ConfigError(f"train.betas: two numbers in [0, 1), got {betas}")
     return float(betas[0]), float(betas[1])
 
 
@@ -98,7 +92,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_updates: int, warmup
 
 def to_device(batch: Any, device: torch.device) -> Any:
     """Tensors of a (nested list / tuple) batch moved to ``device``, uint8 clips normalised there
-    (``data.transfer``); anything else (video keys) as is."""
+    (``data.loader.transfer``); anything else (video keys) as is."""
     if isinstance(batch, torch.Tensor):
         batch = batch.to(device, non_blocking=True)
         return normalize_clips(batch) if batch.dtype == torch.uint8 else batch
@@ -120,7 +114,7 @@ class TrainStep(nn.Module):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
+def validate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
              amp_dtype: torch.dtype | None = None, num_workers: int = 0,
              dist: DistInfo = DistInfo()) -> dict[str, float | None]:
     """Mean loss, its parts (``cls`` / ``rec``; None when the model has none) and top-1 accuracy (None
@@ -202,7 +196,7 @@ class Run:
     amp_dtype: torch.dtype | None
     model: nn.Module  # anything with the training-step contract (models/ssat.py)
     net: nn.Module  # TrainStep(model), DDP-wrapped under torchrun
-    datasets: dict[str, Dataset]
+    datasets: dict[str, TrainingData]
     sampler: EpochSampler
     loader: DataLoader
     optimizer: torch.optim.Optimizer
@@ -289,17 +283,9 @@ def _write_metrics_csv(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def data_manifest(datasets: dict[str, Dataset]) -> dict:
-    """What each split reads (video keys, labels, crop files for face clips; sizes otherwise) + its hash."""
-    splits = {}
-    for name, ds in datasets.items():
-        if hasattr(ds, "manifest"):
-            splits[name] = ds.manifest()
-        elif hasattr(ds, "images"):  # in-memory tensors (digits): fingerprint of the split's data
-            digest = hashlib.sha256(ds.images.numpy().tobytes() + ds.labels.numpy().tobytes()).hexdigest()
-            splits[name] = [{"items": len(ds), "sha256": digest}]
-        else:
-            splits[name] = [{"items": len(ds)}]
+def data_manifest(datasets: dict[str, TrainingData]) -> dict:
+    """What each split reads (video keys, labels, crop files for face clips; sizes and a hash otherwise) + its hash."""
+    splits = {name: ds.manifest() for name, ds in datasets.items()}
     return {"sha256": manifest_sha256(splits), "splits": splits}
 
 
@@ -339,27 +325,11 @@ def fit(cfg: Config, out_dir: str | Path, resume: str | Path | dict | None = Non
     return summary
 
 
-def _check_schedule(cfg: Config) -> None:
-    t = cfg.train
-    if t.accum_steps < 1 or cfg.data.batch_size < 1 or t.epochs < 1:
-        raise ConfigError("train.accum_steps, data.batch_size and train.epochs must be >= 1")
-    if not (math.isfinite(t.blr) and t.blr > 0):
-        raise ConfigError(f"train.blr: must be a positive number, got {t.blr}")
-    if t.clip_grad is not None and not t.clip_grad > 0:
-        raise ConfigError(f"train.clip_grad: must be a positive gradient norm or null (no clipping), got {t.clip_grad}")
-    if not t.warmup_epochs >= 0:
-        raise ConfigError(f"train.warmup_epochs: must be >= 0, got {t.warmup_epochs}")
-    if t.select not in SELECT:
-        raise ConfigError(f"train.select: must be one of {', '.join(SELECT)}, got {t.select!r}")
-    if t.host_sync not in HOST_SYNC:
-        raise ConfigError(f"train.host_sync: must be one of {', '.join(HOST_SYNC)}, got {t.host_sync!r}")
-
-
 def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist: DistInfo,
               device: torch.device) -> Run:
     """Model, data, optimisation and run folder for ``cfg``; the state of ``resume`` restored if given."""
-    t = cfg.train
-    _check_schedule(cfg)
+    t, batch_size = cfg.train, cfg.data.loader.batch_size
+    check_config(cfg)  # loaded configs were checked already; this one may have been built or changed in code
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     _seed_everything(t.seed)  # identical initial weights on every rank
@@ -367,20 +337,16 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
     encoder = model.encoder
     datasets = build_datasets(cfg.data, encoder.img_size, encoder.in_chans, encoder.num_frames,
                               views=model.num_views, uint8=_uint8_transfer(cfg, device))
-    weights = None
-    if cfg.data.balanced:
-        if getattr(datasets["train"], "labels", None) is None:
-            raise ConfigError(f"data.balanced: dataset {cfg.data.name} has no per-item labels to balance")
-        weights = class_balance_weights(datasets["train"].labels)
+    weights = class_balance_weights(datasets["train"].labels) if cfg.data.loader.balanced else None
     sampler = EpochSampler(len(datasets["train"]), t.seed, weights=weights, rank=dist.rank,
                            world_size=dist.world_size)
-    updates_per_epoch = sampler.per_rank() // cfg.data.batch_size // t.accum_steps
+    updates_per_epoch = sampler.per_rank() // batch_size // t.accum_steps
     if updates_per_epoch == 0:
         raise ConfigError(
-            f"data.batch_size: {cfg.data.batch_size} x train.accum_steps {t.accum_steps} x {dist.world_size} "
+            f"data.loader.batch_size: {batch_size} x train.accum_steps {t.accum_steps} x {dist.world_size} "
             f"processes exceeds the {len(datasets['train'])} training items; lower them")
     total_updates = updates_per_epoch * t.epochs
-    lr = t.blr * cfg.data.batch_size * t.accum_steps * dist.world_size / 256
+    lr = t.blr * batch_size * t.accum_steps * dist.world_size / 256
     optimizer = build_optimizer(model, lr, t.weight_decay, adamw_betas(cfg),
                                 fused=t.fused_adamw and device.type == "cuda")
     amp_dtype = choose_amp(t.amp, device, "train.amp")
@@ -394,7 +360,7 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
               state=TrainState(), updates_per_epoch=updates_per_epoch, total_updates=total_updates,
               meta={"version": __version__, "git": git_revision(), "torch": str(torch.__version__),
                     "device": str(device), "world_size": dist.world_size, "data_manifest_sha256": data_meta["sha256"],
-                    "extraction": getattr(datasets["train"], "extraction", None)},
+                    "extraction": datasets["train"].extraction},
               data_sha256=data_meta["sha256"], batch_transform=_batch_transform(cfg, model),
               lazy=t.host_sync == "log" or (t.host_sync == "auto" and device.type == "cuda"))
     if resume is not None:
@@ -420,20 +386,15 @@ def setup_run(cfg: Config, out_dir: Path, resume: str | Path | dict | None, dist
 
 
 def _uint8_transfer(cfg: Config, device: torch.device) -> bool:
-    """Whether face clips cross to the device as uint8 (``data.transfer``; auto: on CUDA)."""
-    transfer = cfg.data.transfer
-    if transfer not in TRANSFER:
-        raise ConfigError(f"data.transfer: must be one of {', '.join(TRANSFER)}, got {transfer!r}")
+    """Whether face clips cross to the device as uint8 (``data.loader.transfer``; auto: on CUDA)."""
+    transfer = cfg.data.loader.transfer
     return transfer == "uint8" or (transfer == "auto" and device.type == "cuda")
 
 
 def _train_loader(cfg: Config, train_set: Dataset, sampler: EpochSampler, device: torch.device) -> DataLoader:
     """One persistent loader per run (workers kept across epochs, pinned memory on CUDA for non-blocking copies);
     its own generator, so creating an iterator never draws from the global RNG (exact resume)."""
-    d = cfg.data
-    if d.prefetch_factor is not None and (d.num_workers == 0 or d.prefetch_factor < 1):
-        raise ConfigError(f"data.prefetch_factor: {d.prefetch_factor} needs data.num_workers > 0 and a value >= 1 "
-                          f"(or null)")
+    d = cfg.data.loader
     return DataLoader(
         SeededItems(train_set), batch_size=d.batch_size, sampler=sampler, drop_last=True,
         num_workers=d.num_workers, persistent_workers=d.num_workers > 0, prefetch_factor=d.prefetch_factor,
@@ -442,17 +403,16 @@ def _train_loader(cfg: Config, train_set: Dataset, sampler: EpochSampler, device
 
 
 def _batch_transform(cfg: Config, model: nn.Module) -> Callable | None:
-    """timm Mixup / CutMix for ``data.mixup`` / ``data.cutmix`` > 0: ``(x, y, ...) -> (x', soft y, ...)``."""
-    d = cfg.data
+    """timm Mixup / CutMix for ``data.images.mixup`` / ``cutmix`` > 0: ``(x, y, ...) -> (x', soft y, ...)``."""
+    d = cfg.data.images
     if d.mixup <= 0 and d.cutmix <= 0:
         return None
+    off = "set data.images.mixup=0 data.images.cutmix=0"
     if model.encoder.num_frames is not None:
-        raise ConfigError("data.mixup: Mixup / CutMix are for image batches; set data.mixup=0 data.cutmix=0 for clips")
+        raise ConfigError(f"data.images.mixup: Mixup / CutMix are for image batches; {off} for clips")
     if model.num_views > 1:
-        raise ConfigError(f"data.mixup: Mixup / CutMix mix single-view batches; ssat.aux={cfg.ssat.aux} trains on "
-                          f"two views: set data.mixup=0 data.cutmix=0")
-    if d.batch_size % 2:
-        raise ConfigError(f"data.batch_size: Mixup / CutMix pair the items of a batch; {d.batch_size} is odd")
+        raise ConfigError(f"data.images.mixup: Mixup / CutMix mix single-view batches; ssat.aux={cfg.ssat.aux} trains "
+                          f"on two views: {off}")
     mix = mixup_fn(model.encoder.num_classes, mixup=d.mixup, cutmix=d.cutmix,
                    label_smoothing=cfg.ssat.label_smoothing)
     return lambda batch: (*mix(batch[0], batch[1]), *batch[2:])
@@ -492,8 +452,7 @@ def _initialise(run: Run) -> None:
 
 def _announce(run: Run, lr: float) -> None:
     for split, ds in run.datasets.items():
-        if hasattr(ds, "describe"):
-            print(f"[data] {split}: {ds.describe()}", flush=True)
+        print(f"[data] {split}: {ds.describe()}", flush=True)
     model, dist, t = run.model, run.dist, run.cfg.train
     print(f"[train] {run.out_dir}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
           f"{model.describe()}, lam={model.lam}, device={run.device}"
@@ -506,7 +465,7 @@ def train_one_epoch(run: Run, epoch: int, max_steps: int | None = None) -> bool:
     """Run ``epoch`` from wherever ``run.state.step`` is in it; True when ``max_steps`` stopped the run."""
     cfg, t, state = run.cfg, run.cfg.train, run.state
     first_micro = (state.step % run.updates_per_epoch) * t.accum_steps
-    run.sampler.set_epoch(epoch, start=first_micro * cfg.data.batch_size)
+    run.sampler.set_epoch(epoch, start=first_micro * cfg.data.loader.batch_size)
     run.model.train()
     run.clock = time.perf_counter()
     run.mark()
@@ -606,8 +565,8 @@ def end_epoch(run: Run, epoch: int) -> None:
     run.consistent = False  # validation changes the state: saved only at the end
     run.read_sums()
     run.tick()
-    val = evaluate(run.model, run.datasets["val"], cfg.data.batch_size, run.device, run.amp_dtype,
-                   cfg.data.num_workers, dist)
+    val = validate(run.model, run.datasets["val"], cfg.data.loader.batch_size, run.device, run.amp_dtype,
+                   cfg.data.loader.num_workers, dist)
     sums = state.epoch_sums
     n_loss, n_cls, n_rec, n = all_reduce_sum([sums["loss"], sums["cls"], sums["rec"], sums["n"]], dist, run.device)
     n = max(n, 1)
@@ -669,7 +628,7 @@ def select_metric(val: dict, select: str) -> tuple[str, float, float]:
 def finish(run: Run) -> dict:
     """Test the best-on-validation weights (never select on test); write and return ``summary.json``."""
     cfg, state, dist = run.cfg, run.state, run.dist
-    args = (cfg.data.batch_size, run.device, run.amp_dtype, cfg.data.num_workers, dist)
+    args = (cfg.data.loader.batch_size, run.device, run.amp_dtype, cfg.data.loader.num_workers, dist)
     test = perturbed = None
     tested = "best"
     if "test" in run.datasets:
@@ -680,9 +639,9 @@ def finish(run: Run) -> dict:
             if dist.is_main:
                 print(f"[train] warning: {run.out_dir / 'best.pt'} not found (the resumed run's best.pt was not "
                       f"beside its checkpoint); testing the final weights", flush=True)
-        test = evaluate(run.model, run.datasets["test"], *args)
+        test = validate(run.model, run.datasets["test"], *args)
     if "test_perturbed" in run.datasets:
-        perturbed = evaluate(run.model, run.datasets["test_perturbed"], *args)
+        perturbed = validate(run.model, run.datasets["test_perturbed"], *args)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     video = test["video"] if test else None
     summary = {

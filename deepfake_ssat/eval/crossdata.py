@@ -154,14 +154,15 @@ def _ffpp_sets(cfg: Config, root: Path, compression: str, splits_dir: Path | Non
 
 def _list_split(cfg: Config, root: Path, split: str) -> EvalSets:
     """The list's ``split`` as training draws it (group-safe), with the checkpoint's own split settings (and its
-    ``data.video_list``) when it trained on the list."""
+    ``data.faces.video_list``) when it trained on the list."""
     _check_extracted(root, "list")
     trained = cfg.data.name == "list"
     drawn = {k: getattr(cfg.data if trained else DataConfig, k) for k in ("val_fraction", "test_fraction",
                                                                           "split_seed")}
-    video_list = Path(cfg.data.video_list) if trained and cfg.data.video_list else None
-    clips = build_face_clips("list", root, cfg.model.img_size, cfg.model.num_frames, frame_step=cfg.data.frame_step,
-                             augment=False, eval_clips=cfg.data.eval_clips, **drawn, video_list=video_list,
+    faces = cfg.data.faces
+    video_list = Path(faces.video_list) if trained and faces.video_list else None
+    clips = build_face_clips("list", root, cfg.model.img_size, cfg.model.num_frames, frame_step=faces.frame_step,
+                             augment=False, eval_clips=faces.eval_clips, **drawn, video_list=video_list,
                              only=(split,))[split]
     settings = ", ".join(f"{k} {v}" for k, v in drawn.items()) + (f", video_list {video_list}" if video_list else "")
     return EvalSets("list", root, clips, {f"List ({split})": None}, f"list_{split}",
@@ -179,7 +180,7 @@ def _extracted(cfg: Config, root: Path, dataset: str) -> list[FaceVideo]:
     """Every usable extracted video of ``dataset`` under ``root``."""
     _check_extracted(root, dataset)
     name, extract, readable = _EXTRACTED[dataset]
-    videos, _ = scan_extraction(root, cfg.model.num_frames, cfg.data.frame_step, cfg.model.img_size)
+    videos, _ = scan_extraction(root, cfg.model.num_frames, cfg.data.faces.frame_step, cfg.model.img_size)
     found = [v for v in videos if v.dataset == name]
     if not found:
         raise ConfigError(f"--data-root: {root}/{name} holds no usable {readable} video (each manifest.json says "
@@ -188,8 +189,8 @@ def _extracted(cfg: Config, root: Path, dataset: str) -> list[FaceVideo]:
 
 
 def _clips(cfg: Config, videos: list[FaceVideo]) -> FaceClipDataset:
-    return FaceClipDataset(videos, cfg.model.img_size, cfg.model.num_frames, cfg.data.frame_step, train=False,
-                           augment=False, eval_clips=cfg.data.eval_clips)
+    return FaceClipDataset(videos, cfg.model.img_size, cfg.model.num_frames, cfg.data.faces.frame_step, train=False,
+                           augment=False, eval_clips=cfg.data.faces.eval_clips)
 
 
 def evaluate(model: EvalModel, sets: EvalSets, out: Path, device: torch.device, batch_size: int = 16,

@@ -59,9 +59,9 @@ def ffpp_test_split(root: Path, cfg: Config, methods: list[str], splits_dir: Pat
                     compression: str) -> FaceClipDataset:
     """The official FF++ test split (originals + ``methods``) at ``compression``, clipped as ``cfg`` says."""
     return build_face_clips(
-        "ffpp", root, cfg.model.img_size, cfg.model.num_frames, frame_step=cfg.data.frame_step, augment=False,
-        eval_clips=cfg.data.eval_clips, compression=compression, methods=methods, splits_dir=splits_dir,
-        only=("test",))["test"]
+        "ffpp", root, cfg.model.img_size, cfg.model.num_frames, frame_step=cfg.data.faces.frame_step,
+        augment=False, eval_clips=cfg.data.faces.eval_clips, compression=compression, methods=methods,
+        splits_dir=splits_dir, only=("test",))["test"]
 
 
 def with_encoder_geometry(encoder: torch.nn.Module, cfg: Config) -> Config:
@@ -280,42 +280,56 @@ def cross_manipulation(config: Path | None, root: Path, out: Path, name: str, le
         print(f"[eval_ff] --allow-recipe-mismatch: training {have.describe()} from {source} "
               f"({want.describe()}; {'; '.join(problems)})", flush=True)
     if splits_dir is not None:
-        base = dataclasses.replace(base, data=dataclasses.replace(base.data, splits_dir=str(splits_dir)))
+        faces = dataclasses.replace(base.data.faces, splits_dir=str(splits_dir))
+        base = dataclasses.replace(base, data=dataclasses.replace(base.data, faces=faces))
     records, curves = [], {}
     for method in folds:
-        data = dataclasses.replace(base.data, name="ffpp", methods=[m for m in methods if m != method],
-                                   exclude_methods=[])
-        cfg = dataclasses.replace(base, data=data)
-        if scratch:
-            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=None))
-        else:
-            cfg = dataclasses.replace(cfg, model=ckpt_cfg.model,
-                                      train=dataclasses.replace(cfg.train, init_from=str(checkpoint)))
+        cfg = _fold_config(base, method, methods, None if scratch else checkpoint, ckpt_cfg)
         run = out / "cross" / row_folder(name) / method  # rows sharing an --out keep their own fold runs
         print(f"[eval_ff] cross-manipulation, left out {method}: {have.describe()} ({Path(config).name}); "
-              f"training on original + {', '.join(data.methods)} -> {run}", flush=True)
+              f"training on original + {', '.join(cfg.data.faces.methods)} -> {run}", flush=True)
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run / "recipe.json", {
             "row": have.row, "recipe": have.describe(), "config": str(config), "opts": list(opts or []),
             "source": source, "source_recipe": want.describe(), "told_by": want.told_by,
             "mismatch": problems, "allow_recipe_mismatch": bool(problems)})
         fit(cfg, run)  # writes run/config.yaml: the resolved config of this fold
-        encoder, run_cfg = load_inference_model(run / "best.pt", device)
-        run_cfg = with_encoder_geometry(encoder, run_cfg)
-        compression = cfg.data.compression
-        splits = Path(cfg.data.splits_dir) if cfg.data.splits_dir else None
-        test = ffpp_test_split(root, run_cfg, [method], splits, compression)
-        metrics = score_checkpoint(run / "best.pt", encoder, test, device, cfg.data.batch_size, cfg.data.num_workers)
-        videos = metrics.videos(strategy)
-        write_predictions_csv(run / "predictions_test.csv", videos)
+        videos, per_method = _score_fold(run, cfg, root, method, device, strategy)
         curves.update(_curves(videos, [method]))
-        records.append({"model": name, "protocol": "cross", "method": method,
-                        "metrics": metrics.compute(strategy)["per_method"][method]})
+        records.append({"model": name, "protocol": "cross", "method": method, "metrics": per_method})
         if on_fold is not None:
             on_fold(records[-1])
     if curves:
         roc_png(curves, out / "roc_cross.png", f"Cross-manipulation (video level): {name}")
     return records
+
+
+def _fold_config(base: Config, method: str, methods: list[str], checkpoint: Path | None,
+                 ckpt_cfg: Config | None) -> Config:
+    """``base`` for the fold leaving ``method`` out: FF++ with the other methods, initialised from
+    ``checkpoint`` (its model section) or, with None, trained from scratch."""
+    faces = dataclasses.replace(base.data.faces, methods=[m for m in methods if m != method], exclude_methods=[])
+    cfg = dataclasses.replace(base, data=dataclasses.replace(base.data, name="ffpp", faces=faces))
+    if checkpoint is None:
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=None))
+    return dataclasses.replace(cfg, model=ckpt_cfg.model,
+                               train=dataclasses.replace(cfg.train, init_from=str(checkpoint)))
+
+
+def _score_fold(run: Path, cfg: Config, root: Path, method: str, device: torch.device,
+                strategy: str) -> tuple[list, dict]:
+    """Score a fold's ``best.pt`` on the left-out ``method`` + originals of the test split; writes
+    ``predictions_test.csv``; returns the video-level predictions and the method's metrics."""
+    encoder, run_cfg = load_inference_model(run / "best.pt", device)
+    run_cfg = with_encoder_geometry(encoder, run_cfg)
+    faces = cfg.data.faces
+    splits = Path(faces.splits_dir) if faces.splits_dir else None
+    test = ffpp_test_split(root, run_cfg, [method], splits, faces.compression)
+    metrics = score_checkpoint(run / "best.pt", encoder, test, device, cfg.data.loader.batch_size,
+                               cfg.data.loader.num_workers)
+    videos = metrics.videos(strategy)
+    write_predictions_csv(run / "predictions_test.csv", videos)
+    return videos, metrics.compute(strategy)["per_method"][method]
 
 
 def row_folder(name: str) -> str:
