@@ -195,7 +195,7 @@ class TrainConfig:
     # (video log-loss for face clips, else the joint loss); auto = auc for face-clip datasets, else acc.
     # Without a classifier (ssat.lam = 0) the reconstruction loss decides.
     select: str = "auto"
-    # GPU speed levers (see README Performance): torch.compile the train step (compiled once: a run has one
+    # GPU speed levers (docs/performance.md): torch.compile the train step (compiled once: a run has one
     # mask ratio); fused AdamW kernel on CUDA (CPUs always use the multi-tensor path)
     compile: bool = False
     fused_adamw: bool = True

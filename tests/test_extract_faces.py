@@ -18,7 +18,7 @@ from skimage import data
 
 from deepfake_ssat.faces import extract as extract_mod
 from deepfake_ssat.commands.extract_faces import main as extract_main
-from deepfake_ssat.faces.datasets import InputError, discover, file_item, shard
+from deepfake_ssat.faces.inputs import InputError, discover, file_item, shard
 from deepfake_ssat.faces.detect import FrameFaces, box_iou, link_tracks, main_track, square_crop_box
 from deepfake_ssat.faces.extract import ExtractionParams, extract_video, run_batch
 from deepfake_ssat.faces.sampling import SamplingPolicy, clip_indices, uniform_indices

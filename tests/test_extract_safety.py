@@ -14,7 +14,7 @@ import pytest
 
 from deepfake_ssat.faces import extract as extract_mod
 from deepfake_ssat.commands.extract_faces import main as extract_main
-from deepfake_ssat.faces.datasets import VideoItem, discover, shard
+from deepfake_ssat.faces.inputs import VideoItem, discover, shard
 from deepfake_ssat.faces.extract import ExtractionParams, OutsideOutputError, run_batch, write_index
 from deepfake_ssat.faces.sampling import SamplingPolicy
 from deepfake_ssat.synthetic.scenes import FacePath, write_face_video

@@ -18,7 +18,7 @@ from deepfake_ssat.engine.build import build_model
 from deepfake_ssat.engine.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_ssat.commands.export import main as export_main
 from deepfake_ssat.inference.export import export_model
-from deepfake_ssat.faces.datasets import file_item
+from deepfake_ssat.faces.inputs import file_item
 from deepfake_ssat.faces.detect import box_iou
 from deepfake_ssat.faces.extract import ExtractionParams, extract_video
 from deepfake_ssat.faces.sampling import SamplingPolicy

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from deepfake_ssat.faces.datasets import discover
+from deepfake_ssat.faces.inputs import discover
 from deepfake_ssat.faces.detect import smallest_face
 from deepfake_ssat.faces.extract import ExtractionParams, run_batch
 from deepfake_ssat.faces.sampling import SamplingPolicy, uniform_indices

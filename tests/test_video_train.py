@@ -86,7 +86,7 @@ def _torchrun(args: list[str], timeout: int = 300) -> subprocess.CompletedProces
     env = run_env()
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tools" / "train.py"), *args]
+           "-m", "deepfake_ssat", "train", *args]  # as docs/training.md launches it (the image DDP test: the shim)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 

@@ -2,7 +2,7 @@
 
 Each size runs in a fresh process (``python -m deepfake_ssat.bench.eval ROOT``: peak RSS is a per-process
 high-water mark) over a synthetic extraction: scan the manifests, score every clip with a tiny VideoMAE,
-aggregate per video and compute the metrics, as ``tools/eval_ff.py`` does.
+aggregate per video and compute the metrics, as ``dfssat-eval-ff`` does.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..faces.datasets import VideoItem
+from ..faces.inputs import VideoItem
 from ..faces.detect import box_iou
 from ..faces.extract import ExtractionParams, extract_video, load_manifest
 from ..faces.sampling import SamplingPolicy, uniform_indices

@@ -151,7 +151,7 @@ def run_loader_benchmark(videos: int = 8, frames: int = 32, crop_size: int = 224
     """Measure P5 for each store format in ``formats`` on temporary synthetic extractions; the JSON-ready result.
 
     ``met``: P5 >= 0.5 for the default format (None when it is not measured), for the worker's job under
-    ``data.transfer`` uint8 (the CUDA default: the clip is normalised on the GPU) and, separately, float (``met_float``:
+    ``data.loader.transfer`` uint8 (the CUDA default: the clip is normalised on the GPU) and, separately, float (``met_float``:
     the worker normalises too, as on CPUs). ``dataloader_clips_per_s``: ``{workers: clips/s}`` of a training
     DataLoader over the default format, for each count in ``workers`` (default 1 .. the CPU count; () skips it).
     ``image_items_per_s_per_worker``: :func:`measure_image_workers` over ``image_batches`` batches (0 skips it).

@@ -3,7 +3,7 @@
 On a synthetic face store, :func:`~deepfake_ssat.engine.trainer.train_one_epoch` (loader workers, host -> device
 copies, the step, logging; the ``last.pt`` saved where it stops is timed apart) runs N updates; then the same model,
 batch size and device run N isolated steps on one batch already on the device. ``e2e_over_step`` = end-to-end clips/s ÷ isolated clips/s
-(goal: >= 0.9 on CPU, >= 0.8 on a GPU with the config's ``data.num_workers``).
+(goal: >= 0.9 on CPU, >= 0.8 on a GPU with the config's ``data.loader.num_workers``).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..faces.datasets import FFPP_COMPRESSIONS, FFPP_PAPER_METHODS
+from ..faces.inputs import FFPP_COMPRESSIONS, FFPP_PAPER_METHODS
 from ._cli import CommandParser
 
 METHOD_CHOICES = (*FFPP_PAPER_METHODS, "all")

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..faces.datasets import FFPP_COMPRESSIONS
+from ..faces.inputs import FFPP_COMPRESSIONS
 from ._cli import CommandParser
 from .eval_ff import out_problem, run_name
 

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from ..faces.datasets import InputError, NoVideosError, discover, shard
+    from ..faces.inputs import InputError, NoVideosError, discover, shard
     from ..faces.extract import ExtractionParams, run_batch, summary_name
     from ..faces.sampling import SamplingPolicy
     from ..faces.video import BackendUnavailable, require_backend

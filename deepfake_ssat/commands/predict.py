@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..metrics import STRATEGIES
 from .extract_faces import add_detection_arguments
-from ..faces.datasets import folder_items
+from ..faces.inputs import folder_items
 from ..faces.store import FORMATS
 from ..faces.video import BackendUnavailable, require_backend
 from ..inference import Detector, expand_inputs

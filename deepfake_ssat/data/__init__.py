@@ -19,7 +19,7 @@ from .images import (IMAGE_FOLDERS, TORCHVISION, TORCHVISION_CLASSES, ImageSubse
 from .sampling import EpochSampler, SeededItems, derive_seed
 from .splits import SPLITS, listed_videos, split_celebdf, split_dfdc, split_ffpp, split_list
 
-FACE_CLIP_DATASETS = ("dfdc", "ffpp", "celebdf", "list")  # list: your own videos, extract_faces.py --list
+FACE_CLIP_DATASETS = ("dfdc", "ffpp", "celebdf", "list")  # list: your own videos, dfssat-extract-faces --list
 IMAGE_DATASETS = (*TORCHVISION, *IMAGE_FOLDERS)
 NUM_CLASSES = {"digits": DIGITS_CLASSES, **{name: 2 for name in FACE_CLIP_DATASETS}, **TORCHVISION_CLASSES}
 

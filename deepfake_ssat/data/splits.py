@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-from ..faces.datasets import FFPP_METHODS
+from ..faces.inputs import FFPP_METHODS
 from .faceclips import DatasetError, FaceVideo
 
 SPLITS = ("train", "val", "test")
@@ -126,7 +126,7 @@ def split_celebdf(videos: list[FaceVideo], test_list: Path, val_fraction: float,
 
 def split_list(videos: list[FaceVideo], val_fraction: float, test_fraction: float,
                seed: int) -> dict[str, list[FaceVideo]]:
-    """The videos of a labelled video list (``tools/extract_faces.py --list``), split by group.
+    """The videos of a labelled video list (``dfssat-extract-faces --list``), split by group.
 
     A video's group is its list's ``group`` (identity / source video); a video without one is a group of
     its own. A group in which some video has an explicit ``split`` goes wholly to that split; the other
@@ -151,12 +151,12 @@ def split_list(videos: list[FaceVideo], val_fraction: float, test_fraction: floa
 
 
 def listed_videos(videos: list[FaceVideo], root: Path, video_list: Path) -> list[FaceVideo]:
-    """The videos of ``video_list`` (the CSV given to ``extract_faces.py --list``) among the extracted ones,
+    """The videos of ``video_list`` (the CSV given to ``dfssat-extract-faces --list``) among the extracted ones,
     with the CSV's current label / group / split; a list video extracted earlier but no longer listed is left
     out, a listed video that was not extracted (missing, no face) is counted in one printed line."""
     from dataclasses import replace
 
-    from ..faces.datasets import InputError, video_list_items
+    from ..faces.inputs import InputError, video_list_items
 
     try:
         items = {item.rel_dir: item for item in video_list_items(video_list)}

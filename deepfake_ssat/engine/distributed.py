@@ -1,8 +1,8 @@
 """torchrun / DDP plumbing: process group set-up, rank info and the few collectives the engine needs.
 
-Launched by ``torchrun --nproc_per_node=N tools/train.py ...`` (``RANK`` / ``WORLD_SIZE`` in the environment,
+Launched by ``torchrun --nproc_per_node=N -m deepfake_ssat train ...`` (``RANK`` / ``WORLD_SIZE`` in the environment,
 N >= 1), training runs one process per device under DDP: NCCL on GPUs, gloo on CPUs. A plain
-``python tools/train.py`` is the world of one and never touches ``torch.distributed``.
+``dfssat-train`` is the world of one and never touches ``torch.distributed``.
 """
 from __future__ import annotations
 

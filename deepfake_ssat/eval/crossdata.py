@@ -1,6 +1,6 @@
 """Cross-dataset evaluation (video level) of one checkpoint on the test sets the field reports: FF++ (official test
 split, per manipulation and together), Celeb-DF v2 (its official test list), the DFDC public test set and your own
-labelled videos, read from extraction roots of ``tools/extract_faces.py``. Clips are streamed through the model
+labelled videos, read from extraction roots of ``dfssat-extract-faces``. Clips are streamed through the model
 (:func:`.ffpp.score_dataset`); each test set gets per-video predictions and a ROC curve, and its records merge
 into one cross-dataset table (``results.{md,csv,json}``, :func:`.report.update_table`) across runs and checkpoints.
 """

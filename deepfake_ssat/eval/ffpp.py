@@ -18,7 +18,7 @@ from ..data import FaceClipDataset, build_face_clips
 from ..data.workers import init_worker
 from ..runtime import amp_dtype, autocast
 from ..engine.weights import load_inference_model
-from ..faces.datasets import FFPP_METHODS, FFPP_PAPER_METHODS
+from ..faces.inputs import FFPP_METHODS, FFPP_PAPER_METHODS
 from ..metrics import StreamingMetrics
 from .report import roc_png, write_predictions_csv
 

@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # drawn by Agg directly: no pyplot, no display, nothing left open
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from ..faces.datasets import FFPP_PAPER_METHODS
+from ..faces.inputs import FFPP_PAPER_METHODS
 from ..io import atomic_write, atomic_write_json, atomic_write_text, first_line
 
 PROTOCOLS = {"cross": "Cross-manipulation", "zero-shot": "Zero-shot"}

@@ -2,7 +2,7 @@
 
 ``dfssat-extract-faces`` is the CLI (:mod:`deepfake_ssat.commands.extract_faces`).
 """
-from .datasets import InputError, VideoItem, discover, shard
+from .inputs import InputError, VideoItem, discover, shard
 from .detect import FaceDetector, FrameFaces, box_iou, link_tracks, square_crop_box
 from .extract import ExtractionParams, extract_video, run_batch, write_index
 from .sampling import SamplingPolicy

@@ -1,6 +1,6 @@
 """Per-video face extraction (decode -> detect -> track -> square crops + manifest) and the batch runner.
 
-One video's output is ``<out>/<item.rel_dir>/`` (key rules: :mod:`deepfake_ssat.faces.datasets`): its square
+One video's output is ``<out>/<item.rel_dir>/`` (key rules: :mod:`deepfake_ssat.faces.inputs`): its square
 face crops, named by frame index, in one container (``crops.tar``; formats: :mod:`.store`) and ``manifest.json``;
 written atomically and skipped on rerun when already done (:func:`extract_video`, :func:`_finished`).
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..io import atomic_write_json, first_line, is_inside, make_temp_dir, sha256_file
-from .datasets import VideoItem
+from .inputs import VideoItem
 from .detect import (DEFAULT_THRESHOLDS, FaceDetector, FrameFaces, Track, link_tracks, main_track, smallest_face,
                      square_crop_box)
 from .sampling import SamplingPolicy

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..io import atomic_write, atomic_write_text, find_files, paused_gc
-from .datasets import IDENTITY_FIELDS
+from .inputs import IDENTITY_FIELDS
 
 FORMATS = ("tar", "npy", "png", "jpg")
 DEFAULT_FORMAT = "tar"

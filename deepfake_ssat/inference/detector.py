@@ -1,6 +1,6 @@
 """The video detector: decode -> detect faces -> face tracks -> face clips -> encoder -> fake probability.
 
-The training pipeline done in memory: frames sampled as ``tools/extract_faces.py --clips K --clip-len T
+The training pipeline done in memory: frames sampled as ``dfssat-extract-faces --clips K --clip-len T
 --stride s`` samples them, faces found and tracked by the same code, crops resized as the extraction
 stores them and then as :class:`~deepfake_ssat.data.faceclips.FaceClipDataset` reads them at
 evaluation, so clips ``[N, 3, T, S, S]`` match the training input exactly; clip probabilities [N] -> one score
@@ -20,7 +20,7 @@ from ..config import Config
 from ..data.transforms import centre_resize, clip_positions, clip_tensor, resized_crop
 from ..runtime import amp_dtype, autocast, resolve_device
 from ..metrics import STRATEGIES, aggregate
-from ..faces.datasets import folder_items
+from ..faces.inputs import folder_items
 from ..faces.detect import FaceDetector, FrameFaces, Track, link_tracks, main_track, square_crop_box
 from ..faces.extract import ExtractionParams, no_face_reason
 from ..faces.video import VideoFailure, open_video

@@ -70,7 +70,7 @@ def _export_safetensors(encoder: nn.Module, cfg, path: Path, crop_scale: float, 
 
     The weights (which cannot carry code) and a JSON beside them with the model config, the preprocessing
     and the weights' sha256: the way to publish a trained detector; ``Detector`` /
-    ``tools/predict.py --checkpoint`` and ``train.init_from`` read it back."""
+    ``dfssat-predict --checkpoint`` and ``train.init_from`` read it back."""
     from ..config import config_to_dict
     from ..engine.weights import load_inference_model, save_detector
     from .detector import model_geometry
