@@ -44,7 +44,7 @@ def _parse_error(command: str, argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-NOTHING_REQUIRED = ("train", "extract_faces", "demo", "demo_digits", "digits_study", "benchmark")  # to argparse
+NOTHING_REQUIRED = ("train", "extract_faces", "demo", "demo_digits", "limited_data", "benchmark")  # to argparse
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -24,7 +25,7 @@ from deepfake_ssat.study.cost import CarbonFactors, cost_report
 from deepfake_ssat.commands.cost_report import main as cost_main
 from deepfake_ssat.models import SSAT
 from deepfake_ssat.models.aux_tasks import SSATMultiView, nt_xent, pooled_features
-from deepfake_ssat.commands.digits_study import main as study_main
+from deepfake_ssat.commands.limited_data import main as study_main
 from deepfake_ssat.commands.sweep_lambda import main as sweep_main
 
 ENCODERS = ["vit_test", "swin_test", "cvt_test", "resnet50"]
@@ -342,19 +343,49 @@ def test_cost_matches_the_paper_for_vit_tiny():
     assert carbon_estimate(60 * 3600)["kg_co2eq"] == pytest.approx(5.96, abs=0.01)
 
 
-def test_digits_study_tool_writes_mean_and_std(tmp_path, capsys):
-    rc = study_main(["--epochs", "1", "--seeds", "0,1", "--out", str(tmp_path / "study"),
-                     "--opts", "data.images.subset_size=96", "train.warmup_epochs=0",
-                     "--variant", "lam0.5", "ssat.lam=0.5"])
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    result = json.loads((tmp_path / "study" / "study.json").read_text())
-    assert set(result["stats"]) == {"scratch", "ssat", "lam0.5"}
-    assert len(result["runs"]) == 6 and result["stats"]["ssat"]["test_acc1"]["n"] == 2
-    runs = [r["test_acc1"] for r in result["runs"] if r["variant"] == "ssat"]
-    assert result["stats"]["ssat"]["test_acc1"]["mean"] == pytest.approx(sum(runs) / 2)
-    assert result["stats"]["ssat"]["test_acc1"]["std"] == pytest.approx(abs(runs[0] - runs[1]) / math.sqrt(2))
-    assert isinstance(result["goal_met"], bool) and "goal" in out
+def test_limited_data_study_over_fractions_and_seeds_continues_where_it_stopped(tmp_path, capsys):
+    """Two fractions x two seeds x (scratch, ssat, one variant) on digits, 1 epoch: sizes drawn from the training
+    set, mean ± sample std and the paired SSAT - scratch per fraction, the table and the plot; a study stopped
+    after seed 0 continues with seed 1 without retraining seed 0."""
+    out = tmp_path / "study"
+    common = ["--fractions", "0.04,0.08", "--epochs", "1", "--out", str(out), "--opts", "train.warmup_epochs=0",
+              "--variant", "lam0.5", "ssat.lam=0.5"]
+    assert study_main([*common, "--seeds", "0"]) == 0
+    first = json.loads((out / "study.json").read_text())
+    assert len(first["runs"]) == 6 and not any(r["reused"] for r in first["runs"])
+    capsys.readouterr()
+    assert study_main([*common, "--seeds", "0,1"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "study.json").read_text())
+    assert [r["reused"] for r in result["runs"] if r["seed"] == 0] == [True] * 6
+    assert [r["reused"] for r in result["runs"] if r["seed"] == 1] == [False] * 6
+    full, sizes = result["full_training_set"], result["training_images"]
+    assert sizes == {"0.04": round(0.04 * full), "0.08": round(0.08 * full)} and full > 1000  # 1,797 digits less test
+    for f, n in sizes.items():
+        summary = json.loads((out / "scratch" / f"frac{f}" / "seed1" / "summary.json").read_text())
+        cfg = yaml.safe_load((out / "scratch" / f"frac{f}" / "seed1" / "config.yaml").read_text())
+        assert cfg["data"]["images"]["subset_size"] == n and summary["test_acc1"] is not None
+    runs = {(r["variant"], r["seed"]): r["test_acc1"] for r in result["runs"] if r["fraction"] == 0.08}
+    cell = result["stats"]["0.08"]["ssat"]["test_acc1"]
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx((runs["ssat", 0] + runs["ssat", 1]) / 2)
+    assert cell["std"] == pytest.approx(abs(runs["ssat", 0] - runs["ssat", 1]) / math.sqrt(2))
+    gaps = [runs["lam0.5", s] - runs["scratch", s] for s in (0, 1)]
+    assert result["minus_scratch"]["0.08"]["lam0.5"]["mean"] == pytest.approx(sum(gaps) / 2)
+    assert result["goal_met"] is None  # the goal is at fraction 0.1, not run here
+    table = (out / "study.md").read_text()
+    assert printed.rstrip().endswith(table.strip())  # the command prints the table it wrote
+    assert table.count("| ssat |") == 2 and "not measured yet" in table
+    assert (out / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_limited_data_study_bad_input_is_one_line(tmp_path, capsys):
+    for argv, words in ((["--recipe", "nope_vit"], "--recipe nope_vit: no config nope_vit_scratch"),
+                        (["--fractions", "0,0.5"], "--fractions: every fraction must be in (0, 1]"),
+                        (["--seeds", "a"], "--seeds: comma-separated ints"),
+                        (["--variant", "ssat", "ssat.lam=0.5"], "--variant ssat: the name is taken")):
+        assert study_main([*argv, "--out", str(tmp_path / "s")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
 
 
 def test_image_benchmark_models(tmp_path):

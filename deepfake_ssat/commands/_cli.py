@@ -20,7 +20,7 @@ MODULE_LAUNCHER = ("python", "-m", "deepfake_ssat")
 
 # the command modules, in the order the package lists them; the console script is dfssat-<name with - for _>
 COMMANDS = ("train", "extract_faces", "predict", "eval_ff", "evaluate", "export", "analyze", "benchmark", "demo",
-            "demo_digits", "digits_study", "sweep_lambda", "cost_report")
+            "demo_digits", "limited_data", "sweep_lambda", "cost_report")
 
 _launched_as_module = False  # set by ``python -m deepfake_ssat``
 
