@@ -85,9 +85,11 @@ def _decoded(data: bytes) -> np.ndarray:
 
 
 def test_tarballs_read_through_the_config(jpeg_root, tiny_cfg):
-    cfg = tiny_cfg("data.name=cifar10", f"data.root={jpeg_root}", "model.in_chans=3", "data.val_fraction=0.2")
+    cfg = tiny_cfg("data.name=cifar10", f"data.root={jpeg_root}", "model.in_chans=3", "data.val_fraction=0.2",
+                   "data.images.subset_fraction=0.5", "data.images.eval_perturbed=true")
     ds = build_datasets(cfg.data, 32, 3)
-    assert {k: len(v) for k, v in ds.items()} == {"train": 24, "val": 6, "test": 20}
+    assert {k: len(v) for k, v in ds.items()} == {"train": 12, "val": 6, "test": 20, "test_perturbed": 20}
+    assert ds["test_perturbed"][0][0].shape == (3, 32, 32)
     test = ds["test"]
     assert isinstance(test.base, JpegCifar10) and test.classes == list(CIFAR10_CLASSES)
     assert test.labels == [c for c in range(10) for _ in range(2)]  # sorted folder index, CIFAR's order
@@ -166,8 +168,9 @@ def _batches(root: Path) -> None:
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
 
 
-def test_the_batches_folder_comes_first_and_a_lone_tarball_names_the_other(jpeg_root, monkeypatch):
+def test_the_batches_folder_comes_first_then_the_tarballs_and_a_lone_tarball_names_the_other(jpeg_root, monkeypatch):
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: os.path.isfile(path))
+    assert isinstance(build_image_dataset("cifar10", jpeg_root, 32, 3, download=True)["test"].base, JpegCifar10)
     _batches(jpeg_root)
     ds = build_image_dataset("cifar10", jpeg_root, 32, 3, val_fraction=0.5)
     assert type(ds["test"].base) is torchvision.datasets.CIFAR10 and len(ds["test"]) == 2
