@@ -125,8 +125,10 @@ def test_missing_cifar_root_or_file_is_one_line(tmp_path, cifar_root):
     with pytest.raises(ConfigError) as err:
         build_image_dataset("cifar10", tmp_path / "nowhere", 32, 3)
     message = str(err.value)
-    assert message == (f"data.root: {tmp_path / 'nowhere' / 'cifar-10-batches-py'} not found; download CIFAR-10 into "
-                       f"{tmp_path / 'nowhere'} or set data.images.download=true")
+    assert message == (f"data.root: {tmp_path / 'nowhere' / 'cifar-10-batches-py'} not found, nor the JPEG tarballs "
+                       f"root/train.tar.gz + root/test.tar.gz (members train/<class>/<image>, test/<class>/<image>); "
+                       f"download CIFAR-10 into {tmp_path / 'nowhere'}, set data.images.download=true or point "
+                       f"data.root at the tarballs' folder")
     (cifar_root / "cifar-10-batches-py" / "data_batch_3").unlink()
     with pytest.raises(ConfigError, match=r"data_batch_3 not found") as err:
         build_image_dataset("cifar10", cifar_root, 32, 3)

@@ -1,5 +1,6 @@
 """Image classification datasets of the paper: CIFAR-10/100, Flowers102, SVHN (torchvision) and
-ImageFolder trees (Chaoyang, PMNIST, DomainNet clipart / infograph / sketch, ImageNet-1K).
+ImageFolder trees (Chaoyang, PMNIST, DomainNet clipart / infograph / sketch, ImageNet-1K). CIFAR-10 is also read
+from JPEG tarballs (:mod:`.cifar_jpeg`) when ``data.root`` holds them and no ``cifar-10-batches-py``.
 
 ``flowers102_trainval`` is Flowers-102 as the paper trains on it: torchvision's train and val
 splits (1020 + 1020 images) joined into one training set, from which the selection split is held
@@ -28,6 +29,7 @@ from torchvision.transforms import Compose, InterpolationMode
 from torchvision.transforms import functional as TF
 
 from ..config import ConfigError
+from .cifar_jpeg import JPEG_LAYOUT, JpegCifar10, has_jpeg_tarballs, open_cifar10_jpeg
 from .sampling import derive_seed
 
 if TYPE_CHECKING:
@@ -115,7 +117,8 @@ class ImageSubset(Dataset):
         return other
 
     def describe(self) -> str:
-        return f"{self.name}: {len(self)} images, {len(self.classes)} classes"
+        source = f" ({self.base.describe()})" if isinstance(self.base, JpegCifar10) else ""
+        return f"{self.name}: {len(self)} images, {len(self.classes)} classes{source}"
 
     def manifest(self) -> list[dict]:
         """What the split reads: its size and a hash of its item indices and labels."""
@@ -362,6 +365,18 @@ def _open_torchvision(name: str, root: Path, download: bool) -> dict[str, Vision
     return splits
 
 
+def _open_cifar10(root: Path, download: bool) -> dict[str, VisionDataset]:
+    """CIFAR-10 by what ``root`` holds: torchvision's ``cifar-10-batches-py`` first, else the JPEG tarballs, else
+    torchvision's download when asked; one ConfigError line naming both layouts when there is neither."""
+    batches = root / TORCHVISION["cifar10"].folder
+    if batches.exists() or (download and not has_jpeg_tarballs(root)):
+        return _open_torchvision("cifar10", root, download)
+    if has_jpeg_tarballs(root):
+        return open_cifar10_jpeg(root)
+    raise ConfigError(f"data.root: {batches} not found, nor the JPEG tarballs {JPEG_LAYOUT}; download CIFAR-10 "
+                      f"into {root}, set data.images.download=true or point data.root at the tarballs' folder")
+
+
 def _open_folders(name: str, root: Path, download: bool) -> dict[str, VisionDataset]:
     """``root/train``, ``root/val`` and, if present, ``root/test`` as ImageFolders with the same classes."""
     if download:
@@ -436,7 +451,12 @@ def build_image_dataset(
     if in_chans not in (1, 3):
         raise ConfigError(f"model.in_chans: image datasets give 1 (grey) or 3 (RGB) channels, got {in_chans}")
     root = Path(root)
-    splits = _open_torchvision(name, root, download) if name in TORCHVISION else _open_folders(name, root, download)
+    if name == "cifar10":
+        splits = _open_cifar10(root, download)
+    elif name in TORCHVISION:
+        splits = _open_torchvision(name, root, download)
+    else:
+        splits = _open_folders(name, root, download)
     merge = TORCHVISION[name].merge if name in TORCHVISION else ()
     if merge:
         splits = {"train": JoinedSplits([splits[k] for k in merge]),
