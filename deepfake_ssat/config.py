@@ -81,6 +81,10 @@ class SSATConfig:
     mask_ratio: float = 0.75
     norm_pix_loss: bool = True
     label_smoothing: float = 0.1
+    # Reconstruction target of clips: "joint" (MAE's per-patch rule on the ImageNet-normalised tubelet: one mean and
+    # variance over its ts*p*p*3 values) or "videomae" (VideoMAE's: [0, 1] pixels, each colour channel of a tubelet
+    # standardised on its own). Video models only; images always take MAE's.
+    video_target: str = "joint"
     # Auxiliary task (paper Table 4): "mae" (masked reconstruction through the decoder above; Swin
     # uses SimMIM's), or "simclr" / "dino" on two augmented views of each image (image datasets and
     # digits only; the decoder section is then unused). lam = 1 is scratch whatever the task.
@@ -220,6 +224,7 @@ class Config:
 CHOICES: dict[str, tuple[Optional[str], ...]] = {
     "model.pos_embed": ("3d", "1d", None),
     "ssat.aux": ("mae", "simclr", "dino"),
+    "ssat.video_target": ("joint", "videomae"),
     "data.faces.compression": ("raw", "c0", "c23", "c40"),
     "data.images.train_transform": ("deit", "simple", None),
     "data.loader.transfer": ("auto", "uint8", "float"),

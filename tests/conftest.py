@@ -79,6 +79,25 @@ def tiny_cfg(tiny_config_file: Path):
     return make
 
 
+def astronaut_clip(frames: int = 16, size: int = 224, step: int = 2):
+    """A real RGB clip: skimage's astronaut (512 px) seen through a 448-px window panned ``step`` px per frame,
+    resized to ``size`` and ImageNet-normalised as the datasets deliver clips -> [1, 3, frames, size, size]."""
+    import torch
+    import torch.nn.functional as F
+    from skimage.data import astronaut
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    image = torch.from_numpy(astronaut()).permute(2, 0, 1).float()[None] / 255  # [1, 3, 512, 512]
+    if 8 + step * (frames - 1) + 448 > 512:
+        raise ValueError(f"{frames} frames {step} px apart leave the image")
+    views = [F.interpolate(image[..., 16:464, 8 + step * t:456 + step * t], size=(size, size), mode="bilinear",
+                           antialias=True, align_corners=False) for t in range(frames)]
+    clip = torch.stack(views, dim=2)  # [1, 3, T, size, size] in [0, 1]
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1, 1)
+    return (clip - mean) / std
+
+
 def run_env() -> dict:
     """The environment of a tool run as a subprocess (the package is installed: no path set-up)."""
     return dict(os.environ)

@@ -249,6 +249,22 @@ def test_reconstruction_of_a_perfect_decoder_is_the_input(tiny_cfg, model_name, 
     assert (tmp_path / "r.png").stat().st_size > 1000
 
 
+def test_reconstruction_with_the_videomae_target_re_adds_per_channel_stats(tiny_cfg):
+    """``ssat.video_target: videomae``: a decoder predicting VideoMAE's target exactly has zero loss, and re-adding
+    each tubelet channel's true statistics gives back the (ImageNet-normalised) input."""
+    from deepfake_ssat.models import videomae_target
+
+    torch.manual_seed(0)
+    cfg = tiny_cfg("model.name=videomae_test", "model.in_chans=3", "ssat.video_target=videomae")
+    model = build_model(cfg, 10).eval()
+    x = torch.randn(2, 3, 8, 32, 32)
+    target = videomae_target(x, 8, 2)
+    model.decoder.forward = lambda latent, ids_restore: target
+    rec = reconstruct(model, x, seed=3)
+    assert rec.standardised and rec.loss == pytest.approx(0.0, abs=1e-8)
+    torch.testing.assert_close(rec.with_true_stats, x, atol=1e-4, rtol=1e-4)
+
+
 def test_reconstruct_needs_a_decoder(tiny_cfg):
     with pytest.raises(ValueError, match="no MAE decoder"):
         reconstruct(build_model(tiny_cfg("decoder=null", "ssat.lam=1.0"), 10), torch.randn(1, 1, 32, 32))

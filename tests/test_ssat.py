@@ -1,11 +1,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import astronaut_clip
 
 from deepfake_ssat.config import ConfigError
 from deepfake_ssat.engine import build_model
 from deepfake_ssat.engine.trainer import build_optimizer
-from deepfake_ssat.models import MAEDecoder, SSATOutput, ssat_loss
+from deepfake_ssat.models import SSAT, MAEDecoder, SSATOutput, create_model, patchify, ssat_loss, videomae_target
 
 
 def _video_cfg(tiny_cfg, *opts):
@@ -104,6 +105,60 @@ def test_loss_matches_hand_computation():
     raw = ((0 - 1) ** 2 + (0 - 3) ** 2) / 2 + ((1 - 0) ** 2 + (-1 - 4) ** 2) / 2 + ((0 - 5) ** 2 + (0 - 1) ** 2) / 2
     _, parts = ssat_loss(out, target, labels, lam, norm_pix_loss=False, label_smoothing=eps)
     assert parts["rec"].item() == pytest.approx(raw / 3, rel=1e-6)
+
+
+def test_videomae_target_matches_hand_computation():
+    """One tubelet (2 frames x 2 x 2 px): un-normalised with ImageNet's mean / std, then each channel standardised
+    over its 8 pixels with the unbiased std and 1e-6 added to the std; values ordered (t, row, column, channel)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 2, 2, 2)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    expected = []
+    for c in range(3):
+        v = [x[0, c].flatten()[i].item() * std[c] + mean[c] for i in range(8)]
+        mu = sum(v) / 8
+        sd = (sum((a - mu) ** 2 for a in v) / 7) ** 0.5
+        expected.append([(a - mu) / (sd + 1e-6) for a in v])
+    by_pixel = [expected[c][i] for i in range(8) for c in range(3)]  # channel innermost
+    torch.testing.assert_close(videomae_target(x, 2, 2)[0, 0], torch.tensor(by_pixel), atol=1e-5, rtol=1e-5)
+    raw = [x[0, c].flatten()[i].item() * std[c] + mean[c] for i in range(8) for c in range(3)]
+    torch.testing.assert_close(videomae_target(x, 2, 2, norm_pix_loss=False)[0, 0], torch.tensor(raw))
+
+
+def test_the_two_video_targets_differ_materially_on_a_real_clip():
+    """The figures of docs/training.md: ViT-B geometry (16 x 224 px, tubelet 2 x 16 x 16) on a real clip. With
+    norm_pix_loss the joint and VideoMAE targets (each ~unit variance per tubelet) differ by a mean squared gap of
+    ~0.42 (cosine ~0.79): VideoMAE's drops each tubelet's colour (its per-channel means, ~29 % of the variance)."""
+    x = astronaut_clip(16, 224)
+    raw = patchify(x, 16, 2)  # [1, 1568, 1536]
+    var, mean = torch.var_mean(raw, dim=-1, keepdim=True)
+    joint = (raw - mean) / torch.sqrt(var + 1e-6)
+    videomae = videomae_target(x, 16, 2)
+    assert 0.35 < (joint - videomae).pow(2).mean().item() < 0.5
+    assert 0.75 < F.cosine_similarity(joint, videomae, dim=-1).mean().item() < 0.83
+    per_channel = raw.reshape(1, 1568, 512, 3)
+    colour = (per_channel.mean(2) - per_channel.mean((2, 3))[..., None]).pow(2).mean(-1)  # [1, L]
+    assert 0.25 < (colour / (per_channel - per_channel.mean((2, 3), keepdim=True)).pow(2).mean((2, 3))).mean() < 0.33
+    # without norm_pix_loss VideoMAE regresses [0, 1] pixels, ours the normalised clip: ~19x the loss scale
+    assert 15 < (raw.std() / videomae_target(x, 16, 2, norm_pix_loss=False).std()).item() ** 2 < 23
+
+
+def test_video_target_is_built_from_the_config_and_checked(tiny_cfg):
+    model = build_model(_video_cfg(tiny_cfg, "ssat.video_target=videomae"), num_classes=2)
+    assert model.video_target == "videomae"
+    x, y = _batch(model)
+    out = model(x)
+    loss, parts = model.loss(out, x, y)
+    target = videomae_target(x, 8, 2)
+    expected = ssat_loss(out, target, y, model.lam, norm_pix_loss=False, label_smoothing=model.label_smoothing)[0]
+    torch.testing.assert_close(loss, expected)
+    assert build_model(_video_cfg(tiny_cfg), num_classes=2).video_target == "joint"  # the default
+    for opts in (["ssat.video_target=videomae"], ["model.name=videomae_test", "ssat.video_target=videomae"]):
+        with pytest.raises(ConfigError, match=r"^ssat.video_target: videomae is VideoMAE's target for RGB clips") as e:
+            build_model(tiny_cfg(*opts), num_classes=2)  # an image model; a 1-channel video model
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="video_target must be one of joint, videomae"):
+        SSAT(create_model("videomae_test"), video_target="tubelet", lam=1.0)
 
 
 def test_no_weight_decay_on_norms_biases_and_position_embeddings(tiny_cfg):

@@ -104,6 +104,7 @@ def build_model(cfg: Config, num_classes: int) -> SSAT | SSATMultiView:
                           f"baseline) has not; set ssat.lam=1.0")
     if not 0.0 <= cfg.ssat.mask_ratio < 1.0:
         raise ConfigError(f"ssat.mask_ratio: must be in [0, 1), got {cfg.ssat.mask_ratio}")
+    _check_video_target(cfg, encoder)
     decoder = build_decoder(cfg, encoder) if lam < 1.0 else None
     model = SSAT(
         encoder,
@@ -112,10 +113,19 @@ def build_model(cfg: Config, num_classes: int) -> SSAT | SSATMultiView:
         lam=lam,
         norm_pix_loss=cfg.ssat.norm_pix_loss,
         label_smoothing=label_smoothing(cfg),
+        video_target=cfg.ssat.video_target,
     )
     if decoder is not None:
         _check_masks_some_token(model, cfg.ssat.mask_ratio)
     return model
+
+
+def _check_video_target(cfg: Config, encoder: nn.Module) -> None:
+    """``ssat.video_target: videomae`` is VideoMAE's target for RGB clips: one line for an image or non-RGB model."""
+    if cfg.ssat.video_target == "videomae" and (encoder.num_frames is None or encoder.in_chans != 3):
+        kind = "an image model" if encoder.num_frames is None else f"a {encoder.in_chans}-channel video model"
+        raise ConfigError(f"ssat.video_target: videomae is VideoMAE's target for RGB clips; model "
+                          f"{cfg.model.name!r} is {kind} (images take MAE's target): use joint")
 
 
 def _check_masks_some_token(model: SSAT, ratio: float) -> None:

@@ -2,7 +2,8 @@
 
 ``L = lam * CE(head(f(x)), y) + (1 - lam) * MSE(g(f(M(x))), x)[masked]`` for ``x`` [B, C, H, W] or
 [B, C, T, H, W]: the full-token pass feeds the classifier, the masked pass the decoder, whose prediction and
-target are patches [B, L, patch_dim] (:func:`patchify`). Contract and masking modes: :class:`SSAT`.
+target are patches [B, L, patch_dim] (:func:`patchify`; clips may take VideoMAE's target instead:
+:func:`videomae_target`). Contract and masking modes: :class:`SSAT`.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .encoder import Encoder
 from .masking import random_masking, tube_masking
@@ -41,6 +43,32 @@ def patchify(x: torch.Tensor, patch_size: int, tubelet_size: int | None = None) 
     x = x.reshape(b, c, t, ts, h, p, w, p)  # [B, C, t, ts, h, p, w, p]
     x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # [B, t, h, w, ts, p, p, C]
     return x.reshape(b, t * h * w, ts * p * p * c)
+
+
+def videomae_target(x: torch.Tensor, patch_size: int, tubelet_size: int, norm_pix_loss: bool = True) -> torch.Tensor:
+    """VideoMAE's reconstruction target: ImageNet-normalised RGB clips [B, 3, T, H, W] -> [B, L, ts*p*p*3].
+
+    The clip is first put back into [0, 1] pixels (``x * std + mean``, ImageNet's per-channel values) and cut
+    like :func:`patchify` (values ordered ``(ts, p, p, C)``, channel innermost). With ``norm_pix_loss`` each
+    colour channel of each tubelet is standardised on its own over the tubelet's ts*p*p pixels,
+    ``(v - mean) / (std + 1e-6)`` with the unbiased std and the epsilon outside the root (VideoMAE's rule);
+    without it the target is the [0, 1] pixels. Compare :func:`ssat_loss`'s joint rule (one mean and variance
+    over all ts*p*p*C values of the ImageNet-normalised patch, MAE's).
+    """
+    if x.ndim != 5 or x.shape[1] != 3:
+        raise ValueError(f"VideoMAE's target un-normalises RGB clips [B, 3, T, H, W]; got shape {tuple(x.shape)}")
+    mean = x.new_tensor(IMAGENET_DEFAULT_MEAN, dtype=torch.float32).view(1, 3, 1, 1, 1)
+    std = x.new_tensor(IMAGENET_DEFAULT_STD, dtype=torch.float32).view(1, 3, 1, 1, 1)
+    patches = patchify(x.float() * std + mean, patch_size, tubelet_size)  # [B, L, ts*p*p*3] in [0, 1]
+    if not norm_pix_loss:
+        return patches
+    b, length, dim = patches.shape
+    per_channel = patches.reshape(b, length, dim // 3, 3)  # [B, L, ts*p*p, 3]
+    var, mean = torch.var_mean(per_channel, dim=2, keepdim=True)  # [B, L, 1, 3] each (unbiased var)
+    return ((per_channel - mean) / (var.sqrt() + 1.0e-6)).reshape(b, length, dim)
+
+
+VIDEO_TARGETS = ("joint", "videomae")  # SSAT(video_target=...): the clip reconstruction targets
 
 
 def ssat_loss(
@@ -89,6 +117,11 @@ class SSAT(nn.Module):
     trainer never asks which wrapper it holds): ``training_step(batch) -> (loss, parts)``,
     ``eval_step(batch) -> (loss, parts, logits)``, ``after_update(progress)``, ``after_weights_loaded()``,
     ``num_views`` and ``find_unused_parameters``. Batches are ``(x, y, ...)`` as the datasets yield them.
+
+    ``video_target`` picks the reconstruction target of clips: ``"joint"`` (default) is MAE's rule applied to a
+    tubelet, :func:`patchify` of the ImageNet-normalised clip, standardised over all its values when
+    ``norm_pix_loss`` (:func:`ssat_loss`); ``"videomae"`` is VideoMAE's (:func:`videomae_target`: [0, 1] pixels,
+    each colour channel standardised on its own). Images always take MAE's target.
     """
 
     num_views = 1  # one augmented view per item
@@ -101,8 +134,10 @@ class SSAT(nn.Module):
             lam: float = 0.1,
             norm_pix_loss: bool = True,
             label_smoothing: float = 0.0,
+            video_target: str = "joint",
     ):
         super().__init__()
+        _check_video_target(video_target, encoder)
         if decoder is None and lam != 1.0:
             raise ValueError(f"lam={lam} needs a decoder; without one SSAT is classification only (lam=1)")
         self.masking = encoder.masking
@@ -114,6 +149,7 @@ class SSAT(nn.Module):
         self.lam = lam
         self.norm_pix_loss = norm_pix_loss
         self.label_smoothing = label_smoothing
+        self.video_target = video_target
         # DDP: with lam = 0 the head gets no gradient; without a masked pass neither does a mask token
         self.find_unused_parameters = lam == 0 or (decoder is None and hasattr(encoder, "mask_token"))
 
@@ -163,8 +199,13 @@ class SSAT(nn.Module):
         return patchify(x, self.encoder.mask_patch_size, self.encoder.tubelet_size)
 
     def loss(self, out: SSATOutput, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
-        target = self.patchify(x) if out.pred is not None else x.new_zeros(())  # [B, L, patch_dim]
-        return ssat_loss(out, target, labels, self.lam, self.norm_pix_loss, self.label_smoothing)
+        """Joint loss of ``out`` for the input ``x`` (:func:`ssat_loss`, on the target ``video_target`` picks)."""
+        if out.pred is None:
+            return ssat_loss(out, x.new_zeros(()), labels, self.lam, self.norm_pix_loss, self.label_smoothing)
+        if self.video_target == "videomae":  # a clip (checked at construction), standardised per channel already
+            target = videomae_target(x, self.encoder.mask_patch_size, self.encoder.tubelet_size, self.norm_pix_loss)
+            return ssat_loss(out, target, labels, self.lam, False, self.label_smoothing)
+        return ssat_loss(out, self.patchify(x), labels, self.lam, self.norm_pix_loss, self.label_smoothing)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,3 +234,13 @@ class SSAT(nn.Module):
 
     def describe(self) -> str:
         return f"decoder={'yes' if self.decoder is not None else 'no'}"
+
+
+def _check_video_target(video_target: str, encoder: Encoder) -> None:
+    """One-line ``ValueError`` for a ``video_target`` that is unknown or cannot apply to ``encoder``."""
+    if video_target not in VIDEO_TARGETS:
+        raise ValueError(f"video_target must be one of {', '.join(VIDEO_TARGETS)}, got {video_target!r}")
+    if video_target == "videomae" and (encoder.num_frames is None or encoder.in_chans != 3):
+        kind = "an image model" if encoder.num_frames is None else f"a {encoder.in_chans}-channel model"
+        raise ValueError(f"video_target 'videomae' is VideoMAE's target for RGB clips; {type(encoder).__name__} is "
+                         f"{kind} (use 'joint')")
