@@ -552,5 +552,15 @@ def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def flat_config(cfg: Config) -> dict[str, Any]:
+    """Every leaf of ``cfg`` by its dotted key: ``{"train.epochs": 5, "data.loader.batch_size": 64, ...}``."""
+    def walk(tree: dict, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(walk(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+    return walk(config_to_dict(cfg), "")
+
+
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

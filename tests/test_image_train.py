@@ -378,6 +378,26 @@ def test_limited_data_study_over_fractions_and_seeds_continues_where_it_stopped(
     assert (out / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_limited_data_study_continues_a_run_stored_before_a_key_was_added(tmp_path, capsys):
+    """A run folder whose config.yaml lacks a key added since (its default then) is the same run: read back; one
+    that differs in a value is refused, naming the key."""
+    out = tmp_path / "study"
+    common = ["--fractions", "0.04", "--seeds", "0", "--epochs", "1", "--out", str(out)]
+    assert study_main(common) == 0
+    saved = out / "ssat" / "frac0.04" / "seed0" / "config.yaml"
+    tree = yaml.safe_load(saved.read_text())
+    del tree["ssat"]["video_target"]  # as a run of before the key was added stored it
+    saved.write_text(yaml.safe_dump(tree, sort_keys=False))
+    assert study_main(common) == 0
+    assert all(r["reused"] for r in json.loads((out / "study.json").read_text())["runs"])
+    tree["ssat"]["mask_ratio"] = 0.5
+    saved.write_text(yaml.safe_dump(tree, sort_keys=False))
+    capsys.readouterr()
+    assert study_main(common) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a run with another config (ssat.mask_ratio: 0.5 there, 0.75 now)" in err[0]
+
+
 def test_limited_data_study_bad_input_is_one_line(tmp_path, capsys):
     for argv, words in ((["--recipe", "nope_vit"], "--recipe nope_vit: no config nope_vit_scratch"),
                         (["--fractions", "0,0.5"], "--fractions: every fraction must be in (0, 1]"),

@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from ..config import Config, ConfigError, config_from_dict, config_to_dict, load_config
+from ..config import Config, ConfigError, config_from_dict, flat_config, load_config
 from ._cli import CommandParser, fail, interrupted, invoked_as
 
 
@@ -74,17 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_same_config(resumed: Config, given: Config, config_path: str, resume: Path) -> None:
     """``--resume`` takes the run's config from its checkpoint; a ``--config`` that says otherwise conflicts."""
-    theirs, ours = _flat(config_to_dict(resumed)), _flat(config_to_dict(given))
+    theirs, ours = flat_config(resumed), flat_config(given)
     for key in sorted(theirs.keys() | ours.keys()):
         if theirs.get(key) != ours.get(key):
             raise ConfigError(f"--config {config_path} conflicts with --resume {resume}: {key} is {ours.get(key)!r} "
                               f"there but {theirs.get(key)!r} in the checkpoint; drop --config (the run's config "
                               f"is in its checkpoint) and change settings with --opts")
 
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    """``{"train": {"epochs": 5}}`` -> ``{"train.epochs": 5}``."""
-    out = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import ConfigError, dump_config, find_config, load_config
-from ..io import atomic_write, atomic_write_json, atomic_write_text
+import yaml
+
+from ..config import Config, ConfigError, config_from_dict, find_config, flat_config, load_config
+from ..io import atomic_write, atomic_write_json, atomic_write_text, first_line
 
 
 def _train(config: str | Path, opts: list[str], out: Path) -> tuple[dict, bool]:
@@ -25,12 +27,29 @@ def _train(config: str | Path, opts: list[str], out: Path) -> tuple[dict, bool]:
 
     cfg = load_config(config, opts)
     saved = out / "config.yaml"
-    if saved.is_file() and saved.read_text() != dump_config(cfg):
-        raise ConfigError(f"{out}: holds a run with another config; remove it or choose another --out")
+    if saved.is_file():
+        differ = _first_difference(saved, cfg)
+        if differ:
+            raise ConfigError(f"{out}: holds a run with another config ({differ}); remove it or choose another --out")
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text()), True
     resume = out / "last.pt" if (out / "last.pt").is_file() else None
     return fit(cfg, out, resume=resume), False
+
+
+def _first_difference(saved: Path, cfg: Config) -> str | None:
+    """The first key whose value differs between the run config stored at ``saved`` and ``cfg`` (``key: stored
+    vs now``), None when equal. Read as a stored config: keys added since take their defaults, so a study
+    continues across versions that only added settings."""
+    try:
+        stored = config_from_dict(yaml.safe_load(saved.read_text()) or {}, str(saved))
+    except (ConfigError, yaml.YAMLError) as e:
+        return first_line(e)
+    if stored == cfg:
+        return None
+    theirs, ours = flat_config(stored), flat_config(cfg)
+    key = next(k for k in sorted(theirs.keys() | ours.keys()) if theirs.get(k) != ours.get(k))
+    return f"{key}: {theirs.get(key)!r} there, {ours.get(key)!r} now"
 
 
 def _mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
