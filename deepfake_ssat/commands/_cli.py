@@ -12,6 +12,7 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn
 
 EXIT_USAGE = 2
@@ -105,6 +106,20 @@ def fail(error: BaseException | str, code: int = EXIT_USAGE) -> int:
     """Print ``error: <one line>`` on stderr; returns ``code`` for ``sys.exit``."""
     print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
     return code
+
+
+RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "data_manifest.json")  # what dfssat-train writes
+
+
+def clobbers_run(out: str | os.PathLike, checkpoint: str | os.PathLike) -> str | None:
+    """Why writing ``out`` would destroy the run of ``checkpoint`` (the checkpoint itself, a ``.pt`` or a file
+    dfssat-train writes in its folder), or None."""
+    target, source = Path(out).resolve(), Path(checkpoint).resolve()
+    if target == source:
+        return f"--out {out}: is the --checkpoint itself; refusing to overwrite it"
+    if target.parent == source.parent and (target.suffix == ".pt" or target.name in RUN_FILES):
+        return f"--out {out}: is a file of the training run beside --checkpoint; refusing to overwrite it"
+    return None
 
 
 def interrupted(kept: str, command: list[str] | None = None) -> int:

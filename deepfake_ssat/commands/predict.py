@@ -19,7 +19,7 @@ from ..faces.store import FORMATS
 from ..faces.video import BackendUnavailable, require_backend
 from ..inference import Detector, expand_inputs
 from ..io import atomic_write_text, dumps_strict
-from ._cli import CommandParser, fail, interrupted, rerun_command
+from ._cli import CommandParser, clobbers_run, fail, interrupted, rerun_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_track_frames is not None and args.min_track_frames < 1:
         return fail(f"--min-track-frames must be >= 1, got {args.min_track_frames}")
     if args.out is not None:
-        problem = _output_problem(args.out, "--out", want_dir=False)
+        problem = clobbers_run(args.out, args.checkpoint) or _output_problem(args.out, "--out", want_dir=False)
         if problem is None and args.out.exists():
             videos = {p.resolve() for p in expand_inputs(args.inputs) if p.exists()}
             if args.out.resolve() in videos:

@@ -1,0 +1,49 @@
+"""Issue 29: outputs that would destroy a training run or an input are refused (one error line, exit 2)."""
+import pytest
+
+from deepfake_ssat.commands.export import main as export_main
+from deepfake_ssat.commands.predict import main as predict_main
+
+
+def error_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("best.pt", "last.pt", "config.yaml"):
+        (run / name).write_bytes(b"precious " + name.encode())
+    return run
+
+
+@pytest.mark.parametrize("out", ["best.pt", "last.pt", "other.pt"])
+def test_export_refuses_to_overwrite_the_checkpoint_or_its_run(run_dir, out, capsys):
+    assert export_main(["--checkpoint", str(run_dir / "best.pt"), "--out", str(run_dir / out)]) == 2
+    err = error_lines(capsys)
+    assert len(err) == 1 and err[0].startswith("error: --out ") and "refusing to overwrite" in err[0], err
+    assert (run_dir / "best.pt").read_bytes() == b"precious best.pt"
+    assert (run_dir / "last.pt").read_bytes() == b"precious last.pt"
+    assert out != "other.pt" or not (run_dir / out).exists()
+
+
+@pytest.mark.parametrize("out", ["best.pt", "last.pt", "config.yaml", "summary.json"])
+def test_predict_refuses_to_overwrite_the_checkpoint_or_its_run(run_dir, tmp_path, out, capsys):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video")
+    assert predict_main([str(video), "--checkpoint", str(run_dir / "best.pt"), "--out", str(run_dir / out)]) == 2
+    err = error_lines(capsys)
+    assert len(err) == 1 and err[0].startswith("error: --out ") and "refusing to overwrite" in err[0], err
+    assert (run_dir / "best.pt").read_bytes() == b"precious best.pt"
+    assert (run_dir / "config.yaml").read_bytes() == b"precious config.yaml"
+    assert out != "summary.json" or not (run_dir / out).exists()
+
+
+def test_predict_refuses_to_overwrite_an_input_video(run_dir, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video")
+    assert predict_main([str(video), "--checkpoint", str(run_dir / "best.pt"), "--out", str(video)]) == 2
+    err = error_lines(capsys)
+    assert len(err) == 1 and "is one of the input videos" in err[0], err
+    assert video.read_bytes() == b"not really a video"
