@@ -47,3 +47,24 @@ def test_predict_refuses_to_overwrite_an_input_video(run_dir, tmp_path, capsys):
     err = error_lines(capsys)
     assert len(err) == 1 and "is one of the input videos" in err[0], err
     assert video.read_bytes() == b"not really a video"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_extract_faces_refuses_a_non_finite_crop_scale(tmp_path, value, capsys):
+    from deepfake_ssat.commands.extract_faces import main as extract_main
+
+    with pytest.raises(SystemExit) as e:
+        extract_main([str(tmp_path), "--out", str(tmp_path / "faces"), "--crop-scale", value])
+    err = error_lines(capsys)
+    assert e.value.code == 2 and len(err) == 1 and "--crop-scale" in err[0] and "dfssat-extract-faces" in err[0], err
+    assert not (tmp_path / "faces").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_predict_refuses_a_crop_size_below_one(run_dir, tmp_path, value, capsys):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video")
+    with pytest.raises(SystemExit) as e:
+        predict_main([str(video), "--checkpoint", str(run_dir / "best.pt"), "--crop-size", value])
+    err = error_lines(capsys)
+    assert e.value.code == 2 and len(err) == 1 and "--crop-size" in err[0] and "must be >= 1" in err[0], err

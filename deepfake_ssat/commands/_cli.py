@@ -9,6 +9,7 @@ extraction, a test) is named by its console script, the name an installed user h
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -106,6 +107,28 @@ def fail(error: BaseException | str, code: int = EXIT_USAGE) -> int:
     """Print ``error: <one line>`` on stderr; returns ``code`` for ``sys.exit``."""
     print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
     return code
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``nan`` / ``inf`` / 0 are one ``error:`` line, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "data_manifest.json")  # what dfssat-train writes
