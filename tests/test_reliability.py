@@ -68,3 +68,24 @@ def test_predict_refuses_a_crop_size_below_one(run_dir, tmp_path, value, capsys)
         predict_main([str(video), "--checkpoint", str(run_dir / "best.pt"), "--crop-size", value])
     err = error_lines(capsys)
     assert e.value.code == 2 and len(err) == 1 and "--crop-size" in err[0] and "must be >= 1" in err[0], err
+
+
+def test_analyze_refuses_nan_weights(tmp_path, capsys):
+    import torch
+
+    from deepfake_ssat.commands.analyze import main as analyze_main
+    from deepfake_ssat.config import config_to_dict, load_config
+    from deepfake_ssat.engine import save_checkpoint
+    from deepfake_ssat.engine.build import build_model
+
+    cfg = load_config("video/tiny/dfdc_videomae_scratch")
+    model = build_model(cfg, 2)
+    with torch.no_grad():
+        model.encoder.head.bias[0] = float("nan")
+    ckpt = tmp_path / "run" / "nan.pt"
+    ckpt.parent.mkdir()
+    save_checkpoint(ckpt, {"model": model.state_dict(), "config": config_to_dict(cfg), "meta": {"epoch": 0}})
+    assert analyze_main(["--checkpoint", str(ckpt), "--device", "cpu"]) == 2
+    err = error_lines(capsys)
+    assert len(err) == 1 and err[0].startswith("error: ") and "NaN / inf" in err[0], err
+    assert not (tmp_path / "run" / "analysis").exists()
