@@ -266,6 +266,13 @@ def _range_problems(cfg: Config) -> list[tuple[str, str]]:
     if t.clip_grad is not None and not t.clip_grad > 0:
         problems.append(("train.clip_grad", f"train.clip_grad: must be a positive gradient norm or null (no "
                                             f"clipping), got {t.clip_grad}"))
+    for key, value, ok, allowed in (
+            ("train.min_lr", t.min_lr, lambda v: math.isfinite(v) and v >= 0, ">= 0"),
+            ("train.weight_decay", t.weight_decay, lambda v: math.isfinite(v) and v >= 0, ">= 0"),
+            ("model.drop_path_rate", cfg.model.drop_path_rate, lambda v: v is None or 0 <= v <= 1, "in [0, 1] or null"),
+            ("train.log_every_steps", t.log_every_steps, lambda v: v >= 1, ">= 1")):
+        if not ok(value):
+            problems.append((key, f"{key}: must be {allowed}, got {value}"))
     if not t.warmup_epochs >= 0:
         problems.append(("train.warmup_epochs", f"train.warmup_epochs: must be >= 0, got {t.warmup_epochs}"))
     if t.betas is not None and (len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas)):

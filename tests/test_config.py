@@ -248,6 +248,11 @@ def test_choice_values_are_checked_when_the_config_loads(key):
     (["train.clip_grad=0"], "--opts: train.clip_grad: must be a positive gradient norm or null (no clipping), got 0.0"),
     (["train.warmup_epochs=-1"], "--opts: train.warmup_epochs: must be >= 0, got -1.0"),
     (["train.betas=[0.9]"], "--opts: train.betas: two numbers in [0, 1), got [0.9]"),
+    (["train.min_lr=-1e-6"], "--opts: train.min_lr: must be >= 0, got -1e-06"),
+    (["train.weight_decay=-0.05"], "--opts: train.weight_decay: must be >= 0, got -0.05"),
+    (["model.drop_path_rate=1.5"], "--opts: model.drop_path_rate: must be in [0, 1] or null, got 1.5"),
+    (["model.drop_path_rate=-0.1"], "--opts: model.drop_path_rate: must be in [0, 1] or null, got -0.1"),
+    (["train.log_every_steps=0"], "--opts: train.log_every_steps: must be >= 1, got 0"),
     (["data.loader.prefetch_factor=2"], "--opts: data.loader.prefetch_factor: 2 needs data.loader.num_workers > 0 "
                                         "and a value >= 1 (or null)"),
     (["data.images.mixup=0.8", "data.loader.batch_size=7"], "--opts: data.loader.batch_size: Mixup / CutMix pair the "

@@ -9,9 +9,11 @@ extraction, a test) is named by its console script, the name an installed user h
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn
 
 EXIT_USAGE = 2
@@ -105,6 +107,42 @@ def fail(error: BaseException | str, code: int = EXIT_USAGE) -> int:
     """Print ``error: <one line>`` on stderr; returns ``code`` for ``sys.exit``."""
     print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
     return code
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``nan`` / ``inf`` / 0 are one ``error:`` line, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "data_manifest.json")  # what dfssat-train writes
+
+
+def clobbers_run(out: str | os.PathLike, checkpoint: str | os.PathLike) -> str | None:
+    """Why writing ``out`` would destroy the run of ``checkpoint`` (the checkpoint itself, a ``.pt`` or a file
+    dfssat-train writes in its folder), or None."""
+    target, source = Path(out).resolve(), Path(checkpoint).resolve()
+    if target == source:
+        return f"--out {out}: is the --checkpoint itself; refusing to overwrite it"
+    if target.parent == source.parent and (target.suffix == ".pt" or target.name in RUN_FILES):
+        return f"--out {out}: is a file of the training run beside --checkpoint; refusing to overwrite it"
+    return None
 
 
 def interrupted(kept: str, command: list[str] | None = None) -> int:

@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         names = checkpoint_names(args.checkpoint)
         ckpts = [Loaded(n, *load_for_analysis(p, device)) for n, p in zip(names, args.checkpoint)]
+        for ck, path in zip(ckpts, args.checkpoint):
+            bad = next((k for k, v in ck.model.state_dict().items() if v.is_floating_point() and
+                        not bool(v.isfinite().all())), None)
+            if bad is not None:
+                raise ValueError(f"{path}: weight {bad} holds NaN / inf; nothing to analyze (a diverged or corrupted "
+                                 f"checkpoint: take best.pt or an earlier last.pt)")
         shapes = {(ck.model.encoder.img_size, ck.model.encoder.in_chans, ck.model.encoder.grid_size)
                   for ck in ckpts}
         if len(shapes) > 1:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..inference.export import EXPORT_FORMATS, SUFFIXES, ExportMismatch, export_model
-from ._cli import CommandParser, fail, interrupted, rerun_command
+from ._cli import CommandParser, clobbers_run, fail, interrupted, rerun_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     fmt = args.format or SUFFIXES.get(args.out.suffix.lower())
     if fmt is None:
         parser.error(f"--format is needed: cannot tell it from {args.out.name!r} (.safetensors, .onnx, .pt, .ts, .pt2)")
+    if problem := clobbers_run(args.out, args.checkpoint):
+        return fail(problem)
     try:
         result = export_model(args.checkpoint, args.out, fmt, atol=args.atol, crop_scale=args.crop_scale)
     except ModuleNotFoundError as e:

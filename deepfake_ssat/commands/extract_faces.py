@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from ..faces.detect import DEFAULT_THRESHOLDS
 from ..faces.store import CONTAINERS, DEFAULT_FORMAT, FORMATS, JPEG_QUALITY
-from ._cli import CommandParser, fail, interrupted, rerun_command
+from ._cli import CommandParser, fail, interrupted, positive_float, rerun_command
 
 POSITIVE_INT_FLAGS = ("frames", "clips", "clip_len", "stride", "size", "min_face", "workers",
                       "num_shards")
@@ -59,7 +59,7 @@ def add_detection_arguments(p: argparse.ArgumentParser, from_training: bool = Fa
     value, note = default(DEFAULT_THRESHOLDS, ",".join(map(str, DEFAULT_THRESHOLDS)))
     p.add_argument("--thresholds", type=_thresholds, default=value, help=f"MTCNN stage thresholds {note}")
     value, note = default(1.3, "1.3")
-    p.add_argument("--crop-scale", type=float, default=value, help=f"square side = max(w, h) x this {note}")
+    p.add_argument("--crop-scale", type=positive_float, default=value, help=f"square side = max(w, h) x this {note}")
     p.add_argument("--backend", choices=("decord", "pyav"), default="decord",
                    help="video decoder: decord (default) or pyav (PyAV: FFmpeg wheels for ARM and macOS too); both "
                         "give the same frames, so switching redoes no finished video")

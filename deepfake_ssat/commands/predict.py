@@ -19,7 +19,7 @@ from ..faces.store import FORMATS
 from ..faces.video import BackendUnavailable, require_backend
 from ..inference import Detector, expand_inputs
 from ..io import atomic_write_text, dumps_strict
-from ._cli import CommandParser, fail, interrupted, rerun_command
+from ._cli import CommandParser, clobbers_run, fail, interrupted, positive_int, rerun_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-track-frames", type=int, metavar="N",
                    help="score every face track with a face in at least N sampled frames (>= 1; default: the "
                         "model's clip length); the main track is always scored")
-    p.add_argument("--crop-size", type=int, help="side the face squares are first resized to, as dfssat-extract-faces "
-                                                 "--size of the training data (default: as the model's training "
-                                                 "faces, else the model's img_size)")
+    p.add_argument("--crop-size", type=positive_int,
+                   help="side the face squares are first resized to, as dfssat-extract-faces "
+                        "--size of the training data, >= 1 (default: as the model's training faces, else the "
+                        "model's img_size)")
     p.add_argument("--store-format", choices=FORMATS,
                    help="encode each face crop as a dfssat-extract-faces --format store keeps it (tar / jpg: JPEG "
                         "quality 95; png / npy: lossless), so the model sees crops like its training crops "
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_track_frames is not None and args.min_track_frames < 1:
         return fail(f"--min-track-frames must be >= 1, got {args.min_track_frames}")
     if args.out is not None:
-        problem = _output_problem(args.out, "--out", want_dir=False)
+        problem = clobbers_run(args.out, args.checkpoint) or _output_problem(args.out, "--out", want_dir=False)
         if problem is None and args.out.exists():
             videos = {p.resolve() for p in expand_inputs(args.inputs) if p.exists()}
             if args.out.resolve() in videos:
