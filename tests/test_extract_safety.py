@@ -238,7 +238,8 @@ def test_zero_or_negative_values_name_the_flag(tmp_path, capsys, flags, flag):
     (tmp_path / "in").mkdir()
     argv = [str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--allow-empty", "--no-progress", *flags]
     code, _, err = _run(argv, capsys)
-    assert code == 2 and _one_line(err).startswith(f"error: {flag} ")
+    line = _one_line(err)  # flags checked by argparse's type (--crop-scale) read "error: argument --crop-scale: ..."
+    assert code == 2 and (line.startswith(f"error: {flag} ") or line.startswith(f"error: argument {flag}: "))
     assert not (tmp_path / "out").exists()
 
 
